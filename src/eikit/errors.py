@@ -1,0 +1,108 @@
+"""Errors that carry their HTTP status. No web-framework import here: the server maps them."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+
+class EikitError(Exception):
+    """Base class: ``status`` is what the client sees, ``code`` a stable machine-readable name."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, status: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+
+class InferenceError(EikitError):
+    """Raise from user code to answer with your own status (default 400).
+
+    >>> raise InferenceError("field 'text' is required", status=422)
+    """
+
+    code = "inference_error"
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        if not isinstance(status, int) or not 400 <= status <= 599:
+            # A bad status from user code must not become a bad response.
+            message = "%s (invalid status %r replaced by 500)" % (message, status)
+            status = 500
+        super().__init__(message, status)
+
+
+class BadRequest(EikitError):
+    status = 400
+    code = "bad_request"
+
+
+class ModelNotFound(EikitError):
+    status = 404
+    code = "model_not_found"
+
+
+class NotAcceptable(EikitError):
+    status = 406
+    code = "not_acceptable"
+
+
+class PayloadTooLarge(EikitError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(EikitError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class ModelNotReady(EikitError):
+    status = 503
+    code = "model_not_ready"
+
+
+class PredictionTimeout(EikitError):
+    status = 504
+    code = "prediction_timeout"
+
+
+class InsufficientMemory(EikitError):
+    status = 507
+    code = "insufficient_memory"
+
+
+class InternalError(EikitError):
+    status = 500
+    code = "internal_error"
+
+
+class ConfigurationError(EikitError):
+    """The model directory, user script or settings cannot work; raised at start-up."""
+
+    code = "configuration_error"
+
+
+class UserScriptError(ConfigurationError):
+    """The user script is missing, fails to import, or defines hooks that cannot work together."""
+
+    code = "user_script_error"
+
+
+def status_of(exc: BaseException) -> int:
+    """The HTTP status for any exception: its own if it carries one, 507 for OOM, else 500."""
+    if isinstance(exc, EikitError):
+        return exc.status
+    if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+        return 507
+    return 500
+
+
+def code_of(exc: BaseException) -> str:
+    if isinstance(exc, EikitError):
+        return exc.code
+    if status_of(exc) == 507:
+        return InsufficientMemory.code
+    return InternalError.code

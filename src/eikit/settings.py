@@ -1,0 +1,195 @@
+"""Every setting eikit reads, in one place.
+
+SageMaker's own ``SAGEMAKER_*`` names are kept as aliases so the container contract holds;
+eikit's own settings are ``EIKIT_*``. The CLI builds one ``Settings`` and passes it down;
+nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ACCELERATOR_CHOICES = ("auto", "eia", "neuron", "cuda", "cpu")
+BATCH_STRATEGIES = ("MULTI_RECORD", "SINGLE_RECORD")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+    # --- the SageMaker hosting contract ---
+    port: int = Field(
+        8080, alias="SAGEMAKER_BIND_TO_PORT", ge=1, le=65535, description="Port the server binds."
+    )
+    base_dir: Path = Field(
+        Path("/opt/ml"),
+        alias="SAGEMAKER_BASE_DIR",
+        description="Holds `model/` (model files, optional `code/`).",
+    )
+    program: str = Field(
+        "inference.py",
+        alias="SAGEMAKER_PROGRAM",
+        description="User script in `model/code/` that defines the hooks.",
+    )
+    workers: Optional[int] = Field(
+        None,
+        alias="SAGEMAKER_MODEL_SERVER_WORKERS",
+        ge=1,
+        description="Worker processes, each holding the model. Unset: CPU cores on CPU, "
+        "one per GPU on CUDA, one per Neuron device, one on EI.",
+    )
+    model_server_timeout: float = Field(
+        60.0,
+        alias="SAGEMAKER_MODEL_SERVER_TIMEOUT",
+        gt=0,
+        description="Seconds one prediction may take; past it the client gets 504 "
+        "and the worker is replaced.",
+    )
+    startup_timeout: float = Field(
+        600.0,
+        alias="SAGEMAKER_STARTUP_TIMEOUT",
+        gt=0,
+        description="Seconds the workers may take to load the model before the load "
+        "counts as failed.",
+    )
+    max_payload_in_mb: float = Field(
+        6.0,
+        alias="SAGEMAKER_MAX_PAYLOAD_IN_MB",
+        gt=0,
+        description="Largest request body; larger ones get 413.",
+    )
+    default_accept: str = Field(
+        "application/json",
+        alias="SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT",
+        description="Response type when `Accept` is missing or `*/*`.",
+    )
+    log_level: str = Field(
+        "INFO",
+        alias="SAGEMAKER_CONTAINER_LOG_LEVEL",
+        description="Logging level, as a name (INFO) or number (20).",
+    )
+    accelerator_present: bool = Field(
+        False,
+        alias="SAGEMAKER_INFERENCE_ACCELERATOR_PRESENT",
+        description="Set by SageMaker when an Elastic Inference accelerator is attached.",
+    )
+    # --- eikit's own ---
+    host: str = Field("0.0.0.0", alias="EIKIT_HOST", description="Address the server binds.")
+    framework: Optional[str] = Field(
+        None,
+        alias="EIKIT_FRAMEWORK",
+        description="Runtime to use (`pytorch`, ...). Unset: the only one installed.",
+    )
+    accelerator: str = Field(
+        "auto",
+        alias="EIKIT_ACCELERATOR",
+        description="`auto`, `eia`, `neuron`, `cuda` or `cpu`. `auto` takes the best one "
+        "available and falls back if the model fails to load on it.",
+    )
+    strict_accelerator: bool = Field(
+        False,
+        alias="EIKIT_STRICT_ACCELERATOR",
+        description="Fail instead of falling back when the model does not load on the "
+        "chosen accelerator.",
+    )
+    device_root: Path = Field(
+        Path("/dev"),
+        alias="EIKIT_DEVICE_ROOT",
+        description="Where device nodes (`neuron*`) are looked for.",
+    )
+    worker_threads: Optional[int] = Field(
+        None,
+        alias="EIKIT_WORKER_THREADS",
+        ge=1,
+        description="Framework threads per worker. Unset: CPU cores divided by workers.",
+    )
+    install_requirements: bool = Field(
+        True,
+        alias="EIKIT_INSTALL_REQUIREMENTS",
+        description="Install `code/requirements.txt` with pip before importing the script.",
+    )
+    requirements_target: Optional[Path] = Field(
+        None,
+        alias="EIKIT_REQUIREMENTS_TARGET",
+        description="Install requirements into this folder (put on the workers' path) "
+        "instead of the server's environment.",
+    )
+    batch_strategy: str = Field(
+        "MULTI_RECORD",
+        alias="EIKIT_BATCH_STRATEGY",
+        description="BatchStrategy reported to batch transform by `/execution-parameters`.",
+    )
+    max_queue: int = Field(
+        1000,
+        alias="EIKIT_MAX_QUEUE",
+        ge=1,
+        description="Requests that may wait for a worker; past it the client gets 503.",
+    )
+    graceful_timeout: float = Field(
+        25.0,
+        alias="EIKIT_GRACEFUL_TIMEOUT",
+        gt=0,
+        description="Seconds SIGTERM waits for in-flight requests before stopping the workers.",
+    )
+    access_log: bool = Field(
+        False, alias="EIKIT_ACCESS_LOG", description="Log one line per request."
+    )
+
+    @field_validator("accelerator")
+    @classmethod
+    def _known_accelerator(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in ACCELERATOR_CHOICES:
+            raise ValueError("must be one of %s" % ", ".join(ACCELERATOR_CHOICES))
+        return value
+
+    @field_validator("batch_strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        value = value.strip().upper()
+        if value not in BATCH_STRATEGIES:
+            raise ValueError("must be one of %s" % ", ".join(BATCH_STRATEGIES))
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        text = str(value).strip().upper()
+        if text.isdigit():
+            return logging.getLevelName(int(text))
+        if not isinstance(logging.getLevelName(text), int):
+            raise ValueError("unknown log level %r" % value)
+        return text
+
+    @property
+    def model_dir(self) -> Path:
+        return self.base_dir / "model"
+
+    @property
+    def code_dir(self) -> Path:
+        return self.model_dir / "code"
+
+    @property
+    def max_payload_bytes(self) -> int:
+        return int(self.max_payload_in_mb * 1024 * 1024)
+
+    def to_env(self) -> Dict[str, str]:
+        """The settings as environment variables, for a child process or a container."""
+        env: Dict[str, str] = {}
+        for name, field in type(self).model_fields.items():
+            value: Any = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            env[str(field.alias)] = str(value)
+        return env
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment once; ``overrides`` (by field name) win over it."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
