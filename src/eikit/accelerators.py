@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional
 
 from eikit.errors import ConfigurationError
 
@@ -84,9 +84,7 @@ def run_probe(kind: str, probe: Probe) -> ProbeResult:
         return ProbeResult(kind, False, "probe failed: %s: %s" % (type(exc).__name__, exc))
 
 
-def detect(
-    probes: Dict[str, Probe], requested: str = "auto", strict: bool = False
-) -> Detection:
+def detect(probes: Dict[str, Probe], requested: str = "auto", strict: bool = False) -> Detection:
     """Run the probes in order of preference and choose.
 
     ``requested`` other than ``auto`` must be available or this raises. With ``auto`` the
@@ -132,5 +130,3 @@ def neuron_device_nodes(device_root: Path) -> List[Path]:
         return sorted(device_root.glob("neuron[0-9]*"))
     except OSError:
         return []
-
-

@@ -42,7 +42,7 @@ class Context:
         self._response = {}
 
     @property
-    def request_processor(self) -> List["Context"]:
+    def request_processor(self) -> List[Context]:
         return [self]
 
     def get_request_header(self, idx: int, key: str) -> Optional[str]:

@@ -106,3 +106,10 @@ def code_of(exc: BaseException) -> str:
     if status_of(exc) == 507:
         return InsufficientMemory.code
     return InternalError.code
+
+
+def error_body(message: str, code: str) -> bytes:
+    """The JSON body of every error response; never a traceback."""
+    import json
+
+    return json.dumps({"error": message, "code": code}).encode()

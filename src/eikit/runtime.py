@@ -7,7 +7,6 @@ only when asked for, so the core never imports a framework.
 from __future__ import annotations
 
 import os
-
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
@@ -93,11 +92,9 @@ def find_runtime(name: Optional[str]) -> Runtime:
         )
     try:
         factory = eps[name].load()
-    except ImportError as exc:
+    except (ImportError, AttributeError) as exc:
         raise ConfigurationError("runtime %r cannot be imported: %s" % (name, exc)) from exc
     runtime = factory()
     if not isinstance(runtime, Runtime):
         raise ConfigurationError("entry point %r is not an eikit Runtime" % name)
     return runtime
-
-

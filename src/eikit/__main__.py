@@ -1,0 +1,5 @@
+import sys
+
+from eikit.cli import main
+
+sys.exit(main())

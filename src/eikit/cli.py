@@ -1,0 +1,221 @@
+"""Command line: parse, build the one Settings object, delegate."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from pydantic import ValidationError
+
+from eikit import __version__
+from eikit.errors import ConfigurationError
+from eikit.settings import ACCELERATOR_CHOICES, Settings, load_settings
+
+log = logging.getLogger("eikit.cli")
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            "%s: %s" % (".".join(str(p) for p in err["loc"]), err["msg"]) for err in exc.errors()
+        )
+        raise ConfigurationError("invalid settings: %s" % problems) from None
+
+
+def _server_overrides(args: argparse.Namespace) -> Dict[str, Any]:
+    return {
+        "port": args.port,
+        "host": args.host,
+        "workers": args.workers,
+        "accelerator": args.accelerator,
+        "framework": args.framework,
+    }
+
+
+def _add_server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, help="overrides SAGEMAKER_BIND_TO_PORT")
+    parser.add_argument("--host", help="overrides EIKIT_HOST")
+    parser.add_argument("--workers", type=int, help="overrides SAGEMAKER_MODEL_SERVER_WORKERS")
+    parser.add_argument(
+        "--accelerator", choices=ACCELERATOR_CHOICES, help="overrides EIKIT_ACCELERATOR"
+    )
+    parser.add_argument("--framework", help="overrides EIKIT_FRAMEWORK")
+
+
+# --- commands -------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from eikit.server.run import serve
+
+    return serve(_settings(**_server_overrides(args)))
+
+
+def _cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "eikit" / "local"
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    from eikit.local import layout_model_tree
+
+    model = Path(args.model_dir)
+    code = Path(args.code_dir) if args.code_dir else None
+    if not model.exists():
+        raise ConfigurationError("--model-dir %s does not exist" % model)
+    if args.image:
+        from eikit.images.container import serve_container
+
+        return serve_container(
+            args.image,
+            model,
+            code,
+            env=_settings(**_server_overrides(args)).to_env(),
+            port=args.port or 8080,
+        )
+    key = hashlib.sha256(("%s|%s" % (model.resolve(), code and code.resolve())).encode())
+    work = Path(args.work_dir) if args.work_dir else _cache_root() / key.hexdigest()[:12]
+    base = layout_model_tree(model, code, work)
+    from eikit.server.run import serve
+
+    overrides = _server_overrides(args)
+    overrides["host"] = args.host or "127.0.0.1"
+    return serve(_settings(base_dir=base, **overrides))
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    from eikit import codecs
+    from eikit.invoke import guess_content_type, invoke, show, write
+
+    if args.json is not None:
+        body = args.json.encode()
+        content_type = args.content_type or codecs.JSON
+    elif args.file == "-":
+        body = sys.stdin.buffer.read()
+        content_type = args.content_type or codecs.JSON
+    elif args.file:
+        path = Path(args.file)
+        if not path.is_file():
+            raise ConfigurationError("no such file: %s" % path)
+        body = path.read_bytes()
+        content_type = args.content_type or guess_content_type(path)
+    else:
+        raise ConfigurationError("give a FILE, - for standard input, or --json TEXT")
+    url = args.url.rstrip("/")
+    if not url.endswith("/invocations"):
+        url += "/invocations"
+    try:
+        status, headers, answer = invoke(
+            url, body, content_type, args.accept, args.custom_attributes
+        )
+    except OSError as exc:
+        raise ConfigurationError("cannot reach %s: %s" % (url, exc)) from None
+    answer_type = headers.get("Content-Type", "")
+    if status != 200:
+        sys.stderr.write("HTTP %d\n" % status)
+    write(show(answer, answer_type))
+    return 0 if status == 200 else 1
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from eikit.accelerators import detect
+    from eikit.runtime import find_runtime
+
+    settings = _settings(framework=args.framework, accelerator=args.accelerator)
+    runtime = find_runtime(settings.framework)
+    detection = detect(runtime.probes(settings), settings.accelerator, settings.strict_accelerator)
+    workers = settings.workers or runtime.default_workers(detection.chosen)
+    if args.json:
+        report = detection.to_dict()
+        report.update({"framework": runtime.name, "workers": workers})
+        print(json.dumps(report, indent=2))
+        return 0
+    print(
+        "framework: %s   chosen: %s   workers: %d" % (runtime.name, detection.chosen.kind, workers)
+    )
+    for result in detection.results:
+        mark = "yes" if result.available else "no "
+        print("  %-7s %s  %s" % (result.kind, mark, result.reason))
+    if len(detection.chain) > 1:
+        print("fallback order: %s" % " -> ".join(r.kind for r in detection.chain))
+    return 0
+
+
+# --- parser --------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eikit", description="SageMaker model serving on EI, Neuron, GPU or CPU"
+    )
+    parser.add_argument("--version", action="version", version="eikit %s" % __version__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    serve = sub.add_parser(
+        "serve", help="serve SAGEMAKER_BASE_DIR/model as a SageMaker container does"
+    )
+    _add_server_options(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    local = sub.add_parser("local", help="serve a model folder (or model.tar.gz) locally")
+    local.add_argument("--model-dir", required=True, help="model files, or a model.tar.gz")
+    local.add_argument("--code-dir", help="folder with the inference script (becomes model/code)")
+    local.add_argument("--image", help="run this image as SageMaker would, instead of a process")
+    local.add_argument(
+        "--work-dir", help="where the SageMaker tree is laid out (default: a cache folder)"
+    )
+    _add_server_options(local)
+    local.set_defaults(func=cmd_local)
+
+    inv = sub.add_parser("invoke", help="send a file or JSON to a running endpoint")
+    inv.add_argument("file", nargs="?", help="file to send (- for standard input)")
+    inv.add_argument("--json", help="send this JSON text")
+    inv.add_argument(
+        "--url", default="http://127.0.0.1:8080", help="endpoint (default %(default)s)"
+    )
+    inv.add_argument("--content-type", help="default: from the file's suffix, JSON for --json")
+    inv.add_argument("--accept", help="Accept header")
+    inv.add_argument("--custom-attributes", help="X-Amzn-SageMaker-Custom-Attributes header")
+    inv.set_defaults(func=cmd_invoke)
+
+    det = sub.add_parser("detect", help="which accelerator would be used, and why not the others")
+    det.add_argument("--json", action="store_true", help="machine-readable output")
+    det.add_argument("--framework", help="overrides EIKIT_FRAMEWORK")
+    det.add_argument(
+        "--accelerator", choices=ACCELERATOR_CHOICES, help="overrides EIKIT_ACCELERATOR"
+    )
+    det.set_defaults(func=cmd_detect)
+
+    try:
+        from eikit.images.commands import register
+    except ImportError:  # the image tools need the optional docker/boto3 dependencies
+        pass
+    else:
+        register(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except ConfigurationError as exc:
+        sys.stderr.write("eikit: error: %s\n" % exc)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def serve_main() -> int:
+    """The ``serve`` console script: what ``docker run IMAGE serve`` runs."""
+    return main(["serve"] + sys.argv[1:])

@@ -1,0 +1,1 @@
+"""Images: Dockerfile selection (matrix), pins, build (Docker SDK), push (ECR), local containers."""

@@ -1,0 +1,452 @@
+"""Run an image on this machine as SageMaker would.
+
+The model folder is mounted read-only at ``/opt/ml/model`` (a separate code folder at
+``/opt/ml/model/code``), the command is ``serve``, the container shares the host's network
+and binds ``SAGEMAKER_BIND_TO_PORT``. The image must already be on the engine: nothing is
+ever pulled. The container's log is streamed while it runs; stopping sends SIGTERM and,
+after a grace period, SIGKILL.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Type, Union
+
+from eikit.images.build import ENGINE_HINT, EngineUnavailable
+
+if TYPE_CHECKING:
+    from docker.client import DockerClient
+    from docker.models.containers import Container
+
+logger = logging.getLogger(__name__)
+
+MODEL_MOUNT = "/opt/ml/model"
+PASSTHROUGH_PREFIXES = ("SAGEMAKER_", "EIKIT_")
+STARTUP_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 30
+POLL_S = 0.1
+MAX_LOG_LINES = 20000
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class ContainerError(RuntimeError):
+    """The container could not start, or stopped, or never became ready."""
+
+
+def passthrough_env(environ: Mapping[str, str]) -> Dict[str, str]:
+    """The ``SAGEMAKER_*`` and ``EIKIT_*`` entries of ``environ``."""
+    return {k: v for k, v in environ.items() if k.startswith(PASSTHROUGH_PREFIXES)}
+
+
+def docker_client() -> DockerClient:
+    """A high-level client for the engine named by DOCKER_HOST; clear error when none runs."""
+    try:
+        from docker.client import DockerClient
+        from docker.utils import kwargs_from_env
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise EngineUnavailable(
+            "the Docker SDK for Python is missing: pip install 'eikit[images]'"
+        ) from exc
+    kwargs: Dict[str, Any] = kwargs_from_env()
+    where = kwargs.get("base_url") or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    try:
+        client = DockerClient(version="auto", timeout=60, **kwargs)
+        client.ping()
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EngineUnavailable(
+            "no Docker engine answers at %s (%s); %s" % (where, reason, ENGINE_HINT)
+        ) from exc
+    return client
+
+
+def model_mounts(model_dir: Path, code_dir: Optional[Path]) -> List[Dict[str, Any]]:
+    """Read-only bind mounts that lay ``model_dir`` (and ``code_dir``) out at /opt/ml/model.
+
+    A code folder mounted inside a read-only model mount needs an existing ``code/`` there
+    to mount onto; when the model folder has none, each of its entries is mounted on its
+    own instead, so the user's folder is never written to.
+    """
+    model_dir = model_dir.resolve()
+    if not model_dir.is_dir():
+        raise ContainerError("model folder %s does not exist" % model_dir)
+    mounts = []
+    if code_dir is None or (model_dir / "code").is_dir():
+        mounts.append(_bind(model_dir, MODEL_MOUNT))
+    else:
+        for entry in sorted(model_dir.iterdir()):
+            mounts.append(_bind(entry.resolve(), "%s/%s" % (MODEL_MOUNT, entry.name)))
+    if code_dir is not None:
+        code_dir = code_dir.resolve()
+        if not code_dir.is_dir():
+            raise ContainerError("code folder %s does not exist" % code_dir)
+        mounts.append(_bind(code_dir, MODEL_MOUNT + "/code"))
+    return mounts
+
+
+def _bind(source: Path, target: str) -> Dict[str, Any]:
+    return {"Type": "bind", "Source": str(source), "Target": target, "ReadOnly": True}
+
+
+class ContainerEndpoint:
+    """One container serving a model on ``http://127.0.0.1:PORT``.
+
+    >>> with ContainerEndpoint("eikit:pytorch-2.13-cpu-py311", "model/") as endpoint:
+    ...     urllib.request.urlopen(endpoint.url + "/ping")
+
+    ``env`` goes to the container as is; ``SAGEMAKER_BIND_TO_PORT`` is set from ``port``
+    and ``EIKIT_HOST`` defaults to ``bind_host`` (loopback: the host's network is shared).
+    ``log_sink`` receives each line of the container's log (default: INFO log records).
+    """
+
+    def __init__(
+        self,
+        image: str,
+        model_dir: PathLike,
+        code_dir: Optional[PathLike] = None,
+        env: Optional[Mapping[str, str]] = None,
+        port: int = 8080,
+        *,
+        command: Optional[List[str]] = None,
+        bind_host: str = "127.0.0.1",
+        startup_timeout: float = STARTUP_TIMEOUT_S,
+        stop_timeout: int = STOP_TIMEOUT_S,
+        log_sink: Optional[Callable[[str], None]] = None,
+        name: Optional[str] = None,
+    ) -> None:
+        self.image = image
+        self.model_dir = Path(model_dir)
+        self.code_dir = Path(code_dir) if code_dir is not None else None
+        self.env = dict(env or {})
+        self.port = port
+        self.command = list(command) if command is not None else ["serve"]
+        self.bind_host = bind_host
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self.name = name
+        self._sink = log_sink
+        self._client: Optional[DockerClient] = None
+        self._container: Optional[Container] = None
+        self._lines: List[str] = []
+        self._lock = threading.Lock()
+        self._log_thread: Optional[threading.Thread] = None
+        self._exit_code: Optional[int] = None
+        self._workdir: Optional[tempfile.TemporaryDirectory[str]] = None
+
+    # --- lifecycle ---
+
+    @property
+    def url(self) -> str:
+        return "http://127.0.0.1:%d" % self.port
+
+    @property
+    def container_id(self) -> Optional[str]:
+        return self._container.id if self._container is not None else None
+
+    def __enter__(self) -> ContainerEndpoint:
+        self.start()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.stop()
+
+    def start(self) -> ContainerEndpoint:
+        """Create and start the container (does not wait for /ping)."""
+        if self._container is not None:
+            return self
+        from docker.errors import APIError, ImageNotFound
+
+        self._client = docker_client()
+        try:
+            self._client.images.get(self.image)
+        except ImageNotFound:
+            raise ContainerError(
+                "image %s is not on the engine, and it is never pulled; build it first "
+                "(eikit build --framework ... --target ... --tag %s)" % (self.image, self.image)
+            ) from None
+        environment = dict(self.env)
+        declared = environment.get("SAGEMAKER_BIND_TO_PORT")
+        if declared and declared != str(self.port):
+            logger.warning(
+                "SAGEMAKER_BIND_TO_PORT=%s in env replaced by port=%d", declared, self.port
+            )
+        environment["SAGEMAKER_BIND_TO_PORT"] = str(self.port)
+        environment.setdefault("EIKIT_HOST", self.bind_host)
+        model_dir = self._model_source()
+        try:
+            container = self._client.containers.create(
+                self.image,
+                command=self.command,
+                environment=environment,
+                mounts=model_mounts(model_dir, self.code_dir),
+                network_mode="host",
+                name=self.name,
+                labels={"eikit.local": "true"},
+                detach=True,
+            )
+        except APIError as exc:
+            raise ContainerError(
+                "cannot create a container from %s: %s" % (self.image, exc)
+            ) from exc
+        self._container = container
+        logger.info(
+            "started container %s from %s (model %s, port %d)",
+            container.short_id,
+            self.image,
+            model_dir,
+            self.port,
+        )
+        try:
+            container.start()
+        except APIError as exc:
+            self.stop()
+            raise ContainerError(
+                "cannot start a container from %s: %s" % (self.image, exc)
+            ) from exc
+        self._log_thread = threading.Thread(
+            target=self._follow_logs, name="eikit-container-logs", daemon=True
+        )
+        self._log_thread.start()
+        return self
+
+    def wait_ready(self, timeout: Optional[float] = None) -> None:
+        """Poll /ping until it answers 200; fail if the container exits or time runs out."""
+        limit = self.startup_timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        last: Optional[int] = None
+        while True:
+            last = self.ping()
+            if last == 200:
+                logger.info("container %s ready at %s", self._short_id(), self.url)
+                return
+            if not self.running():
+                raise ContainerError(
+                    "container exited with code %s before /ping answered 200\n%s"
+                    % (self._exit_code, self.log_tail())
+                )
+            if time.monotonic() > deadline:
+                raise ContainerError(
+                    "container not ready after %.0f s (last /ping: %s)\n%s"
+                    % (limit, last or "no answer", self.log_tail())
+                )
+            time.sleep(POLL_S)
+
+    def ping(self, timeout: float = 2.0) -> int:
+        """The status of GET /ping, or 0 when nothing answers."""
+        try:
+            with urllib.request.urlopen(self.url + "/ping", timeout=timeout) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as error:
+            return int(error.code)
+        except OSError:
+            return 0
+
+    def running(self) -> bool:
+        if self._container is None:
+            return False
+        try:
+            self._container.reload()
+        except Exception:
+            return False
+        if self._container.status in ("created", "running", "restarting"):
+            return True
+        self._exit_code = int(self._container.attrs.get("State", {}).get("ExitCode", -1))
+        return False
+
+    def send_signal(self, sig: Union[int, str]) -> None:
+        if self._container is not None:
+            self._container.kill(signal=sig)
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        """Block until the container exits; its exit code."""
+        if self._container is None:
+            return self._exit_code if self._exit_code is not None else -1
+        try:
+            result = self._container.wait(timeout=timeout)
+        except Exception as exc:
+            if "timed out" in str(exc).lower() or "timeout" in type(exc).__name__.lower():
+                raise ContainerError("container still running after %s s" % timeout) from exc
+            raise
+        self._exit_code = int(result.get("StatusCode", -1))
+        return self._exit_code
+
+    def stop(self, timeout: Optional[int] = None) -> Optional[int]:
+        """SIGTERM, SIGKILL after ``timeout`` (default ``stop_timeout``) s, then remove.
+
+        Returns the exit code (None if the container never started). Safe to call twice.
+        """
+        container, self._container = self._container, None
+        if container is not None:
+            grace = self.stop_timeout if timeout is None else timeout
+            try:
+                container.reload()
+                if container.status in ("running", "restarting"):
+                    logger.info(
+                        "stopping container %s (SIGTERM, kill after %d s)",
+                        container.short_id,
+                        grace,
+                    )
+                    container.stop(timeout=grace)
+                result = container.wait(timeout=grace + 30)
+                self._exit_code = int(result.get("StatusCode", -1))
+            except Exception as exc:
+                logger.warning("stopping container %s: %s", container.short_id, exc)
+            if self._log_thread is not None:
+                self._log_thread.join(timeout=5)
+            try:
+                container.remove(force=True)
+            except Exception as exc:
+                logger.debug("removing container %s: %s", container.short_id, exc)
+            logger.info("container %s exited with code %s", container.short_id, self._exit_code)
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+        return self._exit_code
+
+    @property
+    def exit_code(self) -> Optional[int]:
+        return self._exit_code
+
+    # --- logs ---
+
+    def logs(self) -> str:
+        """Everything the container has logged so far (kept after it stops)."""
+        with self._lock:
+            return "\n".join(self._lines)
+
+    def log_tail(self, lines: int = 40) -> str:
+        with self._lock:
+            tail = self._lines[-lines:]
+        return "--- last lines of the container log ---\n" + "\n".join(tail)
+
+    def _follow_logs(self) -> None:
+        container = self._container
+        if container is None:
+            return
+        partial = b""
+        try:
+            for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+                data = partial + chunk
+                *complete, partial = data.split(b"\n")
+                for raw in complete:
+                    self._add_line(raw)
+        except Exception as exc:  # the container was removed under us, the engine went away
+            logger.debug("log stream of %s ended: %s", container.short_id, exc)
+        if partial:
+            self._add_line(partial)
+
+    def _add_line(self, raw: bytes) -> None:
+        line = raw.decode("utf-8", "replace").rstrip("\r")
+        with self._lock:
+            self._lines.append(line)
+            if len(self._lines) > MAX_LOG_LINES:
+                del self._lines[: len(self._lines) - MAX_LOG_LINES]
+        if self._sink is not None:
+            self._sink(line)
+        else:
+            logger.info("[%s] %s", self._short_id(), line)
+
+    def _short_id(self) -> str:
+        return self._container.short_id if self._container is not None else "container"
+
+    def _model_source(self) -> Path:
+        """The model folder, or a ``model.tar.gz`` extracted into a temporary folder."""
+        if self.model_dir.is_dir() or not self.model_dir.exists():
+            return self.model_dir
+        from eikit.local import resolve_model_source
+
+        self._workdir = tempfile.TemporaryDirectory(prefix="eikit-model-")
+        return resolve_model_source(self.model_dir, Path(self._workdir.name))
+
+
+def serve_container(
+    image: str,
+    model_dir: PathLike,
+    code_dir: Optional[PathLike] = None,
+    env: Optional[Mapping[str, str]] = None,
+    port: int = 8080,
+    *,
+    startup_timeout: float = STARTUP_TIMEOUT_S,
+    stop_timeout: int = STOP_TIMEOUT_S,
+    environ: Optional[Mapping[str, str]] = None,
+) -> int:
+    """``eikit local --image``: serve until the container exits or Ctrl-C; the exit code.
+
+    ``SAGEMAKER_*``/``EIKIT_*`` variables of ``environ`` (default: this process's) are
+    passed through; ``env`` adds to them. Ctrl-C or SIGTERM stop the container cleanly.
+    """
+    environment = passthrough_env(os.environ if environ is None else environ)
+    environment.update(env or {})
+    endpoint = ContainerEndpoint(
+        image,
+        model_dir,
+        code_dir,
+        environment,
+        port,
+        startup_timeout=startup_timeout,
+        stop_timeout=stop_timeout,
+        log_sink=_to_stderr,
+    )
+    restore = _sigterm_as_interrupt()
+    try:
+        endpoint.start()
+        endpoint.wait_ready()
+        logger.info("serving %s at %s; Ctrl-C stops it", image, endpoint.url)
+        code = endpoint.wait()
+        if code != 0:
+            logger.error("container exited with code %d", code)
+        return code
+    except KeyboardInterrupt:
+        stopped = endpoint.stop()
+        return stopped if stopped is not None else 130
+    except (ContainerError, EngineUnavailable) as exc:
+        logger.error("%s", exc)
+        return 1
+    finally:
+        endpoint.stop()
+        restore()
+
+
+def _to_stderr(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def _sigterm_as_interrupt() -> Callable[[], None]:
+    """Make SIGTERM raise KeyboardInterrupt (main thread only); returns the undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum: int, frame: Optional[FrameType]) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore

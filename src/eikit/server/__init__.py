@@ -1,0 +1,1 @@
+"""The HTTP frontend and the worker processes that hold the model."""

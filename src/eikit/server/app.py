@@ -1,0 +1,167 @@
+"""Routes of the SageMaker hosting contract, as a plain ASGI app.
+
+Plain ASGI rather than a framework: four routes do not need a router, and measured here a
+framework's request object and routing cost as much per request as the model does on
+small models. Routes parse and reply; the pool and the workers do the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, Awaitable, Callable, Dict, List, MutableMapping, Optional, Tuple
+
+from eikit.errors import (
+    EikitError,
+    InternalError,
+    ModelNotReady,
+    PayloadTooLarge,
+    code_of,
+    error_body,
+    status_of,
+)
+from eikit.server.boot import Boot
+from eikit.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+JSON_TYPE = b"application/json"
+
+
+async def reply(
+    send: Send,
+    status: int,
+    body: bytes = b"",
+    content_type: bytes = JSON_TYPE,
+    extra: Optional[List[Tuple[bytes, bytes]]] = None,
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
+    if extra:
+        headers.extend(extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def reply_error(send: Send, exc: BaseException) -> None:
+    message = exc.message if isinstance(exc, EikitError) else "internal error"
+    await reply(send, status_of(exc), error_body(message, code_of(exc)))
+
+
+class App:
+    def __init__(self, settings: Settings, boot: Optional[Boot] = None) -> None:
+        self.settings = settings
+        self.boot = boot or Boot(settings)
+        self.routes: Dict[Tuple[str, str], Callable[[Scope, Receive, Send], Awaitable[None]]] = {
+            ("GET", "/ping"): self.ping,
+            ("POST", "/invocations"): self.invocations,
+            ("GET", "/execution-parameters"): self.execution_parameters,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            route = self.routes.get((scope["method"], scope["path"]))
+            if route is None:
+                await self.not_found(scope, send)
+                return
+            await route(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.boot.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.boot.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def not_found(self, scope: Scope, send: Send) -> None:
+        known = [path for method, path in self.routes if path == scope["path"]]
+        if known:
+            await reply(send, 405, error_body("method not allowed", "method_not_allowed"))
+        else:
+            await reply(send, 404, error_body("no route %s" % scope["path"], "not_found"))
+
+    # --- routes --------------------------------------------------------------
+
+    async def ping(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answers from memory: never waits on a worker."""
+        pool = self.boot.pool
+        if pool is not None and pool.healthy:
+            await reply(send, 200, b"")
+            return
+        await reply(send, 503, error_body(self.boot.status(), ModelNotReady.code))
+
+    async def execution_parameters(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = {
+            "MaxConcurrentTransforms": self.boot.worker_count or 1,
+            "BatchStrategy": self.settings.batch_strategy,
+            "MaxPayloadInMB": int(self.settings.max_payload_in_mb),
+        }
+        await reply(send, 200, json.dumps(body).encode())
+
+    async def invocations(self, scope: Scope, receive: Receive, send: Send) -> None:
+        content_type = accept = None
+        headers: List[Tuple[str, str]] = []
+        length = -1
+        for raw_name, raw_value in scope["headers"]:
+            name = raw_name.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
+            headers.append((name, value))
+            if name == "content-type":
+                content_type = value
+            elif name == "accept":
+                accept = value
+            elif name == "content-length" and value.isdigit():
+                length = int(value)
+        try:
+            body = await self._read_body(receive, length)
+            pool = self.boot.pool
+            if pool is None:
+                raise ModelNotReady(self.boot.status())
+            meta, answer = await pool.submit([content_type, accept, headers], body)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not isinstance(exc, EikitError):
+                log.exception("invocation failed in the frontend")
+                exc = InternalError("internal error")
+            await reply_error(send, exc)
+            return
+        status, out_type, out_headers, _code = meta
+        extra = [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in out_headers.items()]
+        await reply(send, status, answer, out_type.encode("latin-1"), extra)
+
+    async def _read_body(self, receive: Receive, length: int) -> bytes:
+        limit = self.settings.max_payload_bytes
+        if length > limit:
+            raise PayloadTooLarge(self._too_large(length))
+        message = await receive()
+        body = message.get("body", b"")
+        if not message.get("more_body", False):
+            return body
+        chunks = [body]
+        size = len(body)
+        while message.get("more_body", False):
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(self._too_large(size))
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, size: int) -> str:
+        return "payload of %d bytes exceeds SAGEMAKER_MAX_PAYLOAD_IN_MB=%g" % (
+            size,
+            self.settings.max_payload_in_mb,
+        )

@@ -1,0 +1,85 @@
+"""Start-up in the background: requirements, accelerator detection, workers.
+
+The HTTP server listens from the first moment, so ``/ping`` answers 503 while this runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Optional
+
+from eikit.accelerators import Detection, detect
+from eikit.requirements import install_requirements
+from eikit.runtime import find_runtime
+from eikit.server.pool import WorkerPool
+from eikit.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Boot:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pool: Optional[WorkerPool] = None
+        self.detection: Optional[Detection] = None
+        self.worker_count: Optional[int] = None
+        self.stage = "starting"
+        self.error: Optional[str] = None
+        self._task: Optional[asyncio.Task] = None
+
+    def status(self) -> str:
+        if self.error is not None:
+            return "model failed to load: %s" % self.error
+        if self.pool is not None:
+            if self.pool.failed_reason is not None:
+                return "model failed to load: %s" % self.pool.failed_reason
+            info = self.pool.describe()
+            return "model loading: %d of %d worker(s) ready" % (info["ready"], info["workers"])
+        return "model loading: %s" % self.stage
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        settings = self.settings
+        started = time.monotonic()
+        try:
+            if settings.install_requirements:
+                self.stage = "installing requirements"
+                await install_requirements(settings.code_dir, settings.requirements_target)
+            self.stage = "detecting accelerators"
+            runtime = await asyncio.get_running_loop().run_in_executor(
+                None, find_runtime, settings.framework
+            )
+            probes = runtime.probes(settings)
+            self.detection = await asyncio.get_running_loop().run_in_executor(
+                None, detect, probes, settings.accelerator, settings.strict_accelerator
+            )
+            chosen = self.detection.chosen
+            self.worker_count = settings.workers or runtime.default_workers(chosen)
+            self.stage = "starting workers"
+            log.info(
+                "starting %d %s worker(s) for %s (%.1fs)",
+                self.worker_count,
+                runtime.name,
+                settings.model_dir,
+                time.monotonic() - started,
+            )
+            self.pool = WorkerPool(settings, runtime.name, self.detection.chain, self.worker_count)
+            await self.pool.start()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.error = "%s: %s" % (type(exc).__name__, exc)
+            log.error("start-up failed: %s", self.error)
+
+    async def stop(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self.pool is not None:
+            await self.pool.stop()

@@ -1,0 +1,147 @@
+"""A worker process: loads the model once, then answers requests from the frontend.
+
+Started by the frontend as ``python -m eikit.server.worker FD``; FD is its end of a
+socketpair. It never parses HTTP and exits when the frontend goes away.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+import traceback
+from typing import Any, Dict, List, Optional, Tuple
+
+from eikit import logs
+from eikit.accelerators import ProbeResult
+from eikit.context import Context
+from eikit.errors import EikitError, UserScriptError, code_of, error_body, status_of
+from eikit.pipeline import Pipeline
+from eikit.runtime import find_runtime
+from eikit.server import protocol
+from eikit.settings import Settings
+from eikit.user_module import load_user_hooks, prepare_path
+
+log = logging.getLogger(__name__)
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGKILL if the frontend dies, so no worker is ever orphaned."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def load_pipeline(
+    settings: Settings, runtime_name: str, chain: List[ProbeResult], index: int
+) -> Pipeline:
+    """Import the user script, then load the model on the first device in ``chain`` that works."""
+    prepare_path(settings.code_dir, settings.requirements_target)
+    hooks = load_user_hooks(settings.code_dir, settings.program)
+    runtime = find_runtime(runtime_name)
+    for position, accelerator in enumerate(chain):
+        try:
+            session = runtime.session(accelerator, settings, index)
+            gpu_id = (
+                int(session.device.split(":")[1]) if session.device.startswith("cuda:") else None
+            )
+            context = Context(str(settings.model_dir), accelerator.kind, session.device, gpu_id)
+            pipeline = Pipeline(hooks, session, context, settings.default_accept)
+            pipeline.load()
+        except UserScriptError:
+            raise
+        except Exception as exc:
+            if position + 1 >= len(chain):
+                raise
+            log.warning(
+                "model did not load on %s (%s: %s); falling back to %s",
+                accelerator.kind,
+                type(exc).__name__,
+                exc,
+                chain[position + 1].kind,
+            )
+            continue
+        log.info("model loaded on %s (%s)", accelerator.kind, session.device)
+        return pipeline
+    raise RuntimeError("no accelerator to load on")
+
+
+def handle(pipeline: Pipeline, meta: List[Any], body: bytes) -> Tuple[List[Any], bytes]:
+    content_type, accept, headers = meta
+    try:
+        result = pipeline.invoke(body, content_type, accept, headers)
+    except Exception as exc:
+        status = status_of(exc)
+        if status >= 500 and not isinstance(exc, EikitError):
+            log.error("request failed:\n%s", traceback.format_exc().rstrip())
+        elif status >= 500:
+            log.error("request failed: %s", exc)
+        else:
+            log.info("request rejected (%d): %s", status, exc)
+        message = (
+            exc.message if isinstance(exc, EikitError) else "%s: %s" % (type(exc).__name__, exc)
+        )
+        return [
+            status,
+            "application/json",
+            pipeline.context.get_response_headers(0),
+            code_of(exc),
+        ], error_body(message, code_of(exc))
+    return [200, result.content_type, result.headers, None], result.body
+
+
+def serve_forever(sock: socket.socket) -> int:
+    reader = protocol.FrameReader(sock)
+    init = reader.read()
+    if init is None or init[0] != protocol.INIT:
+        return 2
+    meta: Dict[str, Any] = init[2]
+    settings = Settings(**meta["settings"])
+    index = int(meta["index"])
+    logs.configure(settings.log_level, role="worker-%d" % index)
+    chain = [ProbeResult(**item) for item in meta["chain"]]
+    try:
+        pipeline = load_pipeline(settings, meta["runtime"], chain, index)
+    except Exception as exc:
+        log.error("model load failed:\n%s", traceback.format_exc().rstrip())
+        protocol.send(sock, protocol.FAILED, 0, {"message": "%s: %s" % (type(exc).__name__, exc)})
+        return 1
+    protocol.send(
+        sock,
+        protocol.READY,
+        0,
+        {"accelerator": pipeline.context.accelerator, "device": pipeline.context.device},
+    )
+    while True:
+        frame = reader.read()
+        if frame is None:
+            return 0
+        kind, request_id, request_meta, body = frame
+        if kind != protocol.REQUEST:
+            continue
+        response_meta, response_body = handle(pipeline, request_meta, body)
+        protocol.send(sock, protocol.RESPONSE, request_id, response_meta, response_body)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    _die_with_parent()
+    # Ctrl-C reaches the whole process group; the frontend decides when workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sock = socket.socket(fileno=int(args[0]))
+    try:
+        return serve_forever(sock)
+    except (BrokenPipeError, ConnectionResetError):
+        return 0
+    finally:
+        sock.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Import the user's script (``SAGEMAKER_PROGRAM``) and check its hooks once, at load.
+
+Every hook may take a trailing ``context`` argument; whether it does is decided here, from
+its signature, so no signature is inspected per request.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+from eikit.errors import UserScriptError
+
+log = logging.getLogger(__name__)
+
+# hook name -> number of arguments before the optional trailing ``context``
+HOOK_ARITY: Dict[str, int] = {
+    "pre_model_fn": 1,  # (model_dir)
+    "model_fn": 1,  # (model_dir)
+    "model_warmup_fn": 2,  # (model_dir, model)
+    "input_fn": 2,  # (input_data, content_type)
+    "predict_fn": 2,  # (data, model)
+    "output_fn": 2,  # (prediction, accept)
+    "transform_fn": 4,  # (model, input_data, content_type, accept)
+}
+
+
+@dataclass(frozen=True)
+class Hook:
+    """A user function and whether it wants the context appended."""
+
+    name: str
+    func: Callable[..., Any]
+    takes_context: bool
+
+    def __call__(self, *args: Any, context: Any = None) -> Any:
+        if self.takes_context:
+            return self.func(*args, context)
+        return self.func(*args)
+
+
+@dataclass(frozen=True)
+class UserHooks:
+    module_name: Optional[str]
+    hooks: Dict[str, Hook]
+
+    def get(self, name: str) -> Optional[Hook]:
+        return self.hooks.get(name)
+
+
+def _accepts(func: Callable[..., Any], count: int) -> bool:
+    """Can ``func`` be called with exactly ``count`` positional arguments?"""
+    try:
+        inspect.signature(func).bind(*range(count))
+    except TypeError:
+        return False
+    return True
+
+
+def check_hook(name: str, func: Any) -> Hook:
+    if not callable(func):
+        raise UserScriptError("%s is defined but is not callable" % name)
+    arity = HOOK_ARITY[name]
+    try:
+        inspect.signature(func)
+    except (TypeError, ValueError):  # builtins without a signature: trust the plain form
+        return Hook(name, func, False)
+    # A hook that can take the context (a trailing parameter, a default, *args) gets it.
+    if _accepts(func, arity + 1):
+        return Hook(name, func, True)
+    if _accepts(func, arity):
+        return Hook(name, func, False)
+    raise UserScriptError(
+        "%s%s must take %d argument(s), or %d with a trailing context"
+        % (name, inspect.signature(func), arity, arity + 1)
+    )
+
+
+def validate(module_name: Optional[str], namespace: Dict[str, Any]) -> UserHooks:
+    hooks = {name: check_hook(name, namespace[name]) for name in HOOK_ARITY if name in namespace}
+    if "transform_fn" in hooks:
+        clash = [n for n in ("input_fn", "predict_fn", "output_fn") if n in hooks]
+        if clash:
+            raise UserScriptError(
+                "transform_fn replaces input_fn, predict_fn and output_fn; "
+                "define it alone or remove it (also defined: %s)" % ", ".join(clash)
+            )
+    return UserHooks(module_name, hooks)
+
+
+def prepare_path(code_dir: Path, extra: Optional[Path] = None) -> None:
+    """Put ``code/`` (and ``code/lib``, and an install target) first on ``sys.path``."""
+    for entry in (extra, code_dir / "lib", code_dir):
+        if entry is not None and entry.is_dir() and str(entry) not in sys.path:
+            sys.path.insert(0, str(entry))
+
+
+def load_user_hooks(code_dir: Path, program: str) -> UserHooks:
+    """Import ``code_dir/program``; no script at all means the runtime's defaults."""
+    script = code_dir / program
+    if not program.endswith(".py"):
+        script = code_dir / (program + ".py")
+    if not script.is_file():
+        if code_dir.is_dir() and any(code_dir.glob("*.py")):
+            log.warning(
+                "SAGEMAKER_PROGRAM=%s not found in %s; using the default hooks", program, code_dir
+            )
+        return UserHooks(None, {})
+    name = script.stem
+    spec = importlib.util.spec_from_file_location(name, str(script))
+    if spec is None or spec.loader is None:
+        raise UserScriptError("cannot import %s" % script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        raise UserScriptError(
+            "importing %s failed: %s: %s" % (script, type(exc).__name__, exc)
+        ) from exc
+    hooks = validate(name, vars(module))
+    log.info("user script %s: hooks %s", script, ", ".join(sorted(hooks.hooks)) or "(none)")
+    return hooks
