@@ -47,14 +47,15 @@ def media_type(header: Optional[str]) -> str:
 
 
 def _json_to_array(value: Any) -> Any:
-    """JSON arrays of numbers become ndarrays; anything else is handed on as parsed."""
+    """JSON arrays of numbers become float32 ndarrays (as AWS's toolkits do for text
+    formats); anything else is handed on as parsed. NPY/NPZ keep their dtype."""
     if isinstance(value, list):
         try:
             array = np.asarray(value)
         except ValueError:
             return value  # ragged: let the hooks decide
         if array.dtype.kind in "biuf":
-            return array
+            return array.astype(np.float32)
     return value
 
 

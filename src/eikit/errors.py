@@ -108,6 +108,16 @@ def code_of(exc: BaseException) -> str:
     return InternalError.code
 
 
+def client_message(exc: BaseException, limit: int = 500) -> str:
+    """What the client may see of an exception: its own message for ours, else the type and
+    the last line of the message (framework errors embed tracebacks in the text)."""
+    if isinstance(exc, EikitError):
+        return exc.message[:limit]
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    return ("%s: %s" % (type(exc).__name__, last) if last else type(exc).__name__)[:limit]
+
+
 def error_body(message: str, code: str) -> bytes:
     """The JSON body of every error response; never a traceback."""
     import json

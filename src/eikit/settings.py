@@ -193,3 +193,23 @@ class Settings(BaseSettings):
 def load_settings(**overrides: Any) -> Settings:
     """Read the environment once; ``overrides`` (by field name) win over it."""
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def settings_table() -> str:
+    """The README's settings table, generated from the fields above (a test keeps them equal)."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for field in Settings.model_fields.values():
+        default = field.default
+        shown = (
+            "unset"
+            if default is None
+            else str(default).lower()
+            if isinstance(default, bool)
+            else str(default)
+        )
+        lines.append("| `%s` | `%s` | %s |" % (field.alias, shown, field.description))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(settings_table())

@@ -11,7 +11,7 @@ def test_json_numbers_become_arrays_and_other_json_passes_through():
     array = codecs.decode(b"[[1, 2], [3, 4]]", "application/json; charset=utf-8")
     assert isinstance(array, np.ndarray) and array.shape == (2, 2)
     assert codecs.decode(b'{"text": "hi"}', "application/json") == {"text": "hi"}
-    assert codecs.decode(b'[[1], [2, 3]]', "application/json") == [[1], [2, 3]]
+    assert codecs.decode(b"[[1], [2, 3]]", "application/json") == [[1], [2, 3]]
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import (
+    IO,
     TYPE_CHECKING,
     Any,
     Callable,
@@ -36,8 +37,24 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+LOCAL_REPOSITORY = "eikit"
 ENGINE_HINT = "start one with scripts/start-docker, or point DOCKER_HOST at a running engine"
 BUILD_TIMEOUT_S = 3600.0
+
+# The build context when it has no .dockerignore: never send a virtualenv, git or caches.
+DEFAULT_EXCLUDES = (
+    ".git",
+    ".venv",
+    "**/__pycache__",
+    "**/*.pyc",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+    "build",
+    "dist",
+    "**/*.egg-info",
+    "bench/results",
+)
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _VAR = re.compile(r"\$(?:\{(\w+)(?::-([^}]*))?\}|(\w+))")
@@ -190,12 +207,16 @@ class BuildProgress:
         if not self._step_open:
             return
         self._step_open = False
+        seconds = time.monotonic() - self._step_started
         if self._step_cached:
             self.cached += 1
-            logger.info("[%d/%d] cached", self.step, self.total)
-        else:
-            seconds = time.monotonic() - self._step_started
+        elif seconds >= 1.0:
             logger.info("[%d/%d] done in %.1f s", self.step, self.total, seconds)
+
+
+def local_reference(tag: str) -> str:
+    """``pytorch-2.13-cpu-py311`` -> ``eikit:pytorch-2.13-cpu-py311``; full names stay."""
+    return tag if ":" in tag or "/" in tag else "%s:%s" % (LOCAL_REPOSITORY, tag)
 
 
 def build_image(
@@ -207,11 +228,11 @@ def build_image(
     echo: Optional[Callable[[str], None]] = None,
     timeout: float = BUILD_TIMEOUT_S,
 ) -> BuildResult:
-    """Build ``spec`` and tag the result ``spec.tag`` plus ``tags``.
+    """Build ``spec`` and tag the result ``eikit:<spec.tag>`` plus ``tags``.
 
     ``echo`` receives every line of the build log (default: DEBUG log records).
     """
-    all_tags = _unique([spec.tag, *(tags or [])])
+    all_tags = _unique([local_reference(spec.tag), *(tags or [])])
     context = Path(spec.context).resolve()
     dockerfile = Path(spec.dockerfile)
     if not dockerfile.is_absolute():
@@ -229,10 +250,12 @@ def build_image(
         logger.info("building %s from %s (context %s)", all_tags[0], dockerfile, context)
         started = time.monotonic()
         progress = BuildProgress(echo=echo)
+        archive, dockerfile_name = build_context(context, dockerfile)
         try:
             stream = api.build(
-                path=str(context),
-                dockerfile=str(dockerfile),
+                fileobj=archive,
+                custom_context=True,
+                dockerfile=dockerfile_name,
                 tag=all_tags[0],
                 buildargs=build_args,
                 network_mode="host",
@@ -250,6 +273,8 @@ def build_image(
         except Exception as exc:  # APIError, a dropped connection, a read timeout
             message = "build of %s failed: %s" % (all_tags[0], exc)
             raise BuildError(message, progress.tail) from exc
+        finally:
+            archive.close()
         progress.finish()
         if not progress.image_id:
             raise BuildError("the engine ended the build without an image id", progress.tail)
@@ -270,6 +295,33 @@ def build_image(
     finally:
         if own_client:
             api.close()
+
+
+def context_excludes(context: Path) -> List[str]:
+    """The context's .dockerignore patterns, or ``DEFAULT_EXCLUDES`` when it has none."""
+    ignore = context / ".dockerignore"
+    if not ignore.is_file():
+        return list(DEFAULT_EXCLUDES)
+    lines = (line.strip() for line in ignore.read_text().splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def build_context(context: Path, dockerfile: Path) -> Tuple[IO[bytes], str]:
+    """The context as an uncompressed tar (a temporary file) and the Dockerfile's name in it.
+
+    A Dockerfile outside the context is added to the archive, as ``docker build -f`` does.
+    """
+    from docker.api.build import process_dockerfile
+    from docker.utils.build import tar
+
+    name, contents = process_dockerfile(str(dockerfile), str(context))
+    archive: IO[bytes] = tar(
+        str(context), exclude=context_excludes(context), dockerfile=(name, contents)
+    )
+    size = archive.seek(0, 2)
+    archive.seek(0)
+    logger.info("build context %s: %.1f MB", context, size / 1e6)
+    return archive, name
 
 
 def check_base_images(api: APIClient, dockerfile: Path, build_args: Mapping[str, str]) -> None:

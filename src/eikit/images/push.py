@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional
 
-from eikit.images.build import connect, split_tag
+from eikit.images.build import LOCAL_REPOSITORY, connect, split_tag
 
 if TYPE_CHECKING:
     from docker.api.client import APIClient
@@ -64,13 +64,20 @@ def registry_host(url: str) -> str:
 # --- ECR ---------------------------------------------------------------------------------
 
 
-def ecr_client(region: str, session: Any = None, endpoint_url: Optional[str] = None) -> Any:
-    """A boto3 ECR client for ``region`` (credentials from the usual boto3 chain)."""
-    if session is None:
+def ecr_client(
+    region: Optional[str], session: Any = None, endpoint_url: Optional[str] = None
+) -> Any:
+    """A boto3 ECR client for ``region`` (None: boto3's default; credentials: its chain)."""
+    try:
         import boto3
-
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise PushError("boto3 is missing: pip install 'eikit[images]'") from exc
+    if session is None:
         session = boto3.session.Session()
-    return session.client("ecr", region_name=region, endpoint_url=endpoint_url)
+    try:
+        return session.client("ecr", region_name=region, endpoint_url=endpoint_url)
+    except Exception as exc:
+        raise PushError("cannot make an ECR client: %s" % _aws_reason(exc)) from exc
 
 
 def ensure_repository(ecr: Any, name: str) -> str:
@@ -184,16 +191,16 @@ def push_image(
     *,
     auth: Optional[RegistryAuth] = None,
     api: Optional[APIClient] = None,
+    local_repository: str = LOCAL_REPOSITORY,
 ) -> List[PushResult]:
     """Push ``repository_uri:TAG`` for each tag.
 
-    Each is tagged from the local image ``source`` or, when that is None, from the local
-    image named like the repository: ``NAME:TAG`` for ``host/NAME``.
+    Each is tagged from the local image ``source`` or, when that is None, from
+    ``local_repository:TAG`` (what ``eikit build`` names its images: ``eikit:TAG``).
     """
     tag_list = [t for t in dict.fromkeys(tags) if t]
     if not tag_list:
         raise PushError("no tag to push")
-    local_name = repository_uri.split("/", 1)[-1]
     own_client = api is None
     client = api if api is not None else connect(timeout=600)
     from docker.errors import ImageNotFound
@@ -201,7 +208,7 @@ def push_image(
     try:
         results = []
         for tag in tag_list:
-            image = source or "%s:%s" % (local_name, tag)
+            image = source or "%s:%s" % (local_repository, tag)
             try:
                 client.inspect_image(image)
             except ImageNotFound:
@@ -254,7 +261,7 @@ def _push_one(
 def push_to_ecr(
     source: Optional[str],
     repository: str,
-    region: str,
+    region: Optional[str],
     tags: Iterable[str],
     *,
     session: Any = None,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+from typing import Any, Iterator
 
 import uvicorn
 
@@ -11,6 +14,26 @@ from eikit.server.app import App
 from eikit.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after a graceful shutdown (exit status 143); a drained
+    server has done its job, so it exits 0 instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:  # uvicorn >= 0.29; older ones don't re-raise
+        previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, sig: int, frame: Any) -> None:
+        log.info("signal %d: draining in-flight requests, then stopping", sig)
+        self.handle_exit(sig, frame)
 
 
 def serve(settings: Settings) -> int:
@@ -27,6 +50,6 @@ def serve(settings: Settings) -> int:
         timeout_keep_alive=75,  # above SageMaker's 60 s idle timeout, as AWS recommends
         server_header=False,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     server.run()
     return 0 if server.started else 1

@@ -16,7 +16,14 @@ from typing import Any, Dict, List, Optional, Tuple
 from eikit import logs
 from eikit.accelerators import ProbeResult
 from eikit.context import Context
-from eikit.errors import EikitError, UserScriptError, code_of, error_body, status_of
+from eikit.errors import (
+    EikitError,
+    UserScriptError,
+    client_message,
+    code_of,
+    error_body,
+    status_of,
+)
 from eikit.pipeline import Pipeline
 from eikit.runtime import find_runtime
 from eikit.server import protocol
@@ -84,9 +91,7 @@ def handle(pipeline: Pipeline, meta: List[Any], body: bytes) -> Tuple[List[Any],
             log.error("request failed: %s", exc)
         else:
             log.info("request rejected (%d): %s", status, exc)
-        message = (
-            exc.message if isinstance(exc, EikitError) else "%s: %s" % (type(exc).__name__, exc)
-        )
+        message = client_message(exc)
         return [
             status,
             "application/json",

@@ -1,0 +1,510 @@
+#!/usr/bin/env python
+"""eikit benchmark: POST /invocations through the server vs. the same model in-process.
+
+    .venv/bin/python bench/run.py [--duration 10] [--models mlp,resnet18]
+                                  [--concurrency 1,4,16] [--workers 2] [--out FILE.json]
+
+For each model: build it from code (TorchScript, random weights), run the in-process
+baseline (decode + forward + encode in ``--workers`` processes, one torch thread each),
+then start ``serve`` on 127.0.0.1 with ``--workers`` workers and one torch thread per worker,
+check one prediction against the in-process one, and drive it with wrk (a separate
+process) at each concurrency. Prints a table; ``--out`` writes everything as JSON.
+See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench import inprocess, load, models  # noqa: E402
+from bench import server as srv  # noqa: E402
+
+# Targets and reference points from DESIGN.md ("Where the time goes"), same 2-core machines.
+TARGETS = {
+    "mlp": {"min_rps_c16": 6800.0, "mms_rps_c16": 3400.0},
+    "resnet18": {"min_ratio": 0.98, "mms_rps": 41.5},
+}
+
+_T0 = time.monotonic()
+
+
+def log(msg: str) -> None:
+    print(f"[{time.monotonic() - _T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def int_list(text: str) -> List[int]:
+    vals = [int(x) for x in text.split(",") if x.strip()]
+    if not vals or any(v < 1 for v in vals):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return vals
+
+
+def parse_args(argv: List[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Benchmark eikit's POST /invocations against the in-process model.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per measured point")
+    p.add_argument("--warmup", type=float, default=2.0, help="seconds of unrecorded load first")
+    p.add_argument("--models", default="mlp,resnet18", help=f"any of {','.join(models.MODELS)}")
+    p.add_argument("--concurrency", type=int_list, default=[1, 4, 16], help="wrk connections")
+    p.add_argument("--workers", type=int, default=2, help="server workers = in-process procs")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker/process")
+    p.add_argument("--wrk", default="wrk", help="wrk executable")
+    p.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (<= concurrency)")
+    p.add_argument("--serve-cmd", default=None, help="server command (default: venv's serve)")
+    p.add_argument("--ready-timeout", type=float, default=120.0, help="max wait for /ping 200")
+    p.add_argument("--no-inprocess", action="store_true", help="skip the in-process baseline")
+    p.add_argument("--no-server", action="store_true", help="skip the server (baseline only)")
+    p.add_argument("--keep", action="store_true", help="keep the work dir (models, logs)")
+    p.add_argument("--out", type=Path, default=None, help="write results as JSON here")
+    a = p.parse_args(argv)
+    a.models = [m.strip() for m in a.models.split(",") if m.strip()]
+    for m in a.models:
+        models.get(m)  # raises with the list of valid names
+    if a.duration < 1:
+        p.error("--duration must be >= 1 s (wrk's resolution)")
+    return a
+
+
+# --------------------------------------------------------------------------- machine facts
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _git_commit() -> str:
+    try:
+        p = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return p.stdout.strip() or "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def machine_facts(wrk: str | None) -> Dict[str, Any]:
+    import numpy
+    import torch
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    try:
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        mem_kb = 0
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": usable,
+        "cpu_model": _cpu_model(),
+        "memory_gib": round(mem_kb / 2**20, 1),
+        "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "wrk": load.wrk_version(wrk) if wrk else None,
+        "eikit_commit": _git_commit(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def rss_mb(pids: List[int]) -> float | None:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return round(total / 1024, 1) if total else None
+
+
+# ---------------------------------------------------------------------------------- report
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return format(x, spec)
+
+
+def format_table(rows: List[Dict[str, Any]]) -> str:
+    """One line per (model, concurrency): server vs. in-process req/s, ratio, latency."""
+    head = (
+        f"{'model':<9} {'conc':>4} {'server req/s':>12} {'in-proc req/s':>13} {'ratio':>6} "
+        f"{'p50 ms':>8} {'p99 ms':>8} {'in-proc p50':>11} {'srv CPU ms/req':>14} {'errors':>6}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        s = r.get("server") or {}
+        ip = r.get("inprocess") or {}
+        errs = sum((s.get("errors") or {}).values()) if s else None
+        note = f"  {r['error']}" if r.get("error") else ""
+        lines.append(
+            f"{r['model']:<9} {r['concurrency']:>4} {_fmt(s.get('rps'), ',.1f'):>12} "
+            f"{_fmt(ip.get('rps'), ',.1f'):>13} {_fmt(r.get('ratio'), '.3f'):>6} "
+            f"{_fmt(s.get('p50_ms'), '.2f'):>8} {_fmt(s.get('p99_ms'), '.2f'):>8} "
+            f"{_fmt(ip.get('p50_ms'), '.3f'):>11} "
+            f"{_fmt(s.get('server_cpu_ms_per_req'), '.3f'):>14} "
+            f"{'-' if errs is None else errs:>6}{note}"
+        )
+    return "\n".join(lines)
+
+
+def target_lines(rows: List[Dict[str, Any]]) -> List[str]:
+    """Compare with the DESIGN.md targets where the run has the needed points."""
+    out = []
+    for r in rows:
+        s = r.get("server") or {}
+        if not s.get("rps"):
+            continue
+        if r["model"] == "mlp" and r["concurrency"] == 16:
+            t = TARGETS["mlp"]
+            ok = s["rps"] >= t["min_rps_c16"]
+            out.append(
+                f"mlp c=16: {s['rps']:,.0f} req/s, target >= {t['min_rps_c16']:,.0f} "
+                f"(MMS ~{t['mms_rps_c16']:,.0f}): {'MET' if ok else 'NOT MET'}"
+            )
+        if (
+            r["model"] == "resnet18"
+            and r.get("ratio")
+            and r["concurrency"] == max(x["concurrency"] for x in rows if x["model"] == "resnet18")
+        ):
+            t = TARGETS["resnet18"]
+            ok = r["ratio"] >= t["min_ratio"]
+            out.append(
+                f"resnet18 c={r['concurrency']}: {r['ratio']:.3f} of in-process, target >= "
+                f"{t['min_ratio']:.2f} (MMS ~{t['mms_rps']} req/s): {'MET' if ok else 'NOT MET'}"
+            )
+    return out
+
+
+# ---------------------------------------------------------------------------------- checks
+
+
+def check_prediction(got: bytes, want: bytes, spec: models.ModelSpec) -> str:
+    """'ok' or what differs between the server's answer and the in-process one."""
+    import numpy as np
+
+    try:
+        g = np.asarray(json.loads(got), dtype=np.float64)
+    except ValueError as e:
+        return f"server answer is not JSON: {e}"
+    w = np.asarray(json.loads(want), dtype=np.float64)
+    if g.shape != tuple(spec.output_shape):
+        return f"shape {g.shape}, expected {spec.output_shape}"
+    scale = max(1.0, float(np.abs(w).max()))
+    diff = float(np.abs(g - w).max())
+    return "ok" if diff <= 1e-4 * scale else f"values differ (max abs diff {diff:.3g})"
+
+
+def machine_cpu() -> Dict[str, float]:
+    """Machine-wide CPU seconds so far from /proc/stat: busy (excl. softirq), softirq, total."""
+    try:
+        first = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return {}
+    v = [int(x) / srv._TICK for x in first[1:9]]  # user nice system idle iowait irq softirq steal
+    return {"busy": v[0] + v[1] + v[2] + v[5], "softirq": v[6], "steal": v[7], "total": sum(v)}
+
+
+def other_load(before: Dict[str, float], after: Dict[str, float], ours_s: float) -> Dict[str, Any]:
+    """Cores used during a point by everything except the processes we measured.
+
+    ``ours_s`` is the CPU seconds of the processes under test (server + wrk, or the in-process
+    loops). Network softirq (loopback) and hypervisor steal are reported apart: on a busy
+    shared machine ``other_cores`` > ~0.2 means the numbers are noisy.
+    """
+    if not before or not after:
+        return {}
+    wall = (after["total"] - before["total"]) / max(1, os.cpu_count() or 1)
+    if wall <= 0:
+        return {}
+    return {
+        "other_cores": round(max(0.0, after["busy"] - before["busy"] - ours_s) / wall, 2),
+        "softirq_cores": round((after["softirq"] - before["softirq"]) / wall, 2),
+        "steal_cores": round((after["steal"] - before["steal"]) / wall, 2),
+    }
+
+
+def _warn_noise(res: Dict[str, Any]) -> None:
+    other = res.get("other_cores")
+    if other is not None:
+        log(
+            f"  machine during this point: other processes {other:.2f} cores, "
+            f"softirq {res.get('softirq_cores', 0):.2f}, steal {res.get('steal_cores', 0):.2f}"
+            + ("  <- BUSY MACHINE, numbers are noisy" if other > 0.2 else "")
+        )
+
+
+def cpu_accounting(
+    pids: List[int],
+    before: Dict[int, Any],
+    after: Dict[int, Any],
+    wrk_before: Any,
+    wrk_after: Any,
+    requests: int,
+) -> Dict[str, Any]:
+    """CPU milliseconds per request spent by each server process and by wrk during a point.
+
+    ``before``/``after`` map pid -> (user s, system s) or None (process gone).
+    """
+    by_pid = {}
+    for p in pids:
+        b, e = before.get(p), after.get(p)
+        if b is not None and e is not None:
+            user, system = e[0] - b[0], e[1] - b[1]
+            by_pid[p] = {
+                "cmd": srv.describe(p),
+                "cpu_s": round(user + system, 3),
+                "user_s": round(user, 3),
+                "sys_s": round(system, 3),
+            }
+    total = sum(v["cpu_s"] for v in by_pid.values())
+    sys_total = sum(v["sys_s"] for v in by_pid.values())
+    wrk_s = (wrk_after.ru_utime + wrk_after.ru_stime) - (wrk_before.ru_utime + wrk_before.ru_stime)
+    per = (lambda sec: sec * 1e3 / requests) if requests else (lambda sec: None)
+    split = ", ".join(f"pid {p}: {_fmt(per(v['cpu_s']), '.3f')}" for p, v in sorted(by_pid.items()))
+    return {
+        "server_cpu_s": round(total, 3),
+        "server_cpu_ms_per_req": per(total),
+        "server_sys_share": round(sys_total / total, 3) if total else None,
+        "server_cpu_by_pid": by_pid,
+        "server_cpu_split": split,
+        "wrk_cpu_s": round(wrk_s, 3),
+        "wrk_cpu_ms_per_req": per(wrk_s),
+    }
+
+
+# ------------------------------------------------------------------------------- one model
+
+
+def bench_model(
+    spec: models.ModelSpec, a: argparse.Namespace, work: Path, wrk: str | None
+) -> Dict[str, Any]:
+    base = work / spec.name
+    model_path = models.save_torchscript(spec, base / "model" / "model.pt")
+    body = models.request_body(spec)
+    body_path = base / "request.bin"
+    body_path.write_bytes(body)
+    script = base / "wrk.lua"
+    script.write_text(load.lua_script(body_path, spec.content_type, spec.accept))
+    log(
+        f"{spec.name}: {spec.description}; model.pt {model_path.stat().st_size / 1e6:.2f} MB, "
+        f"request {len(body):,} bytes"
+    )
+    result: Dict[str, Any] = {
+        "model": spec.name,
+        "description": spec.description,
+        "content_type": spec.content_type,
+        "request_bytes": len(body),
+        "inprocess": None,
+        "server": None,
+        "points": [],
+    }
+
+    if not a.no_inprocess:
+        log(f"{spec.name}: in-process, {a.workers} processes x {a.duration:g}s ...")
+        ip = inprocess.run_parallel(
+            model_path,
+            body_path,
+            spec.content_type,
+            a.duration,
+            a.workers,
+            warmup=a.warmup,
+            machine_snapshot=machine_cpu,
+        )
+        ip.update(
+            other_load(ip.pop("machine_before", {}), ip.pop("machine_after", {}), ip["cpu_s"])
+        )
+        result["inprocess"] = ip
+        log(
+            f"{spec.name}: in-process {ip['rps']:,.1f} req/s "
+            f"(p50 {ip['p50_ms']:.3f} ms, p99 {ip['p99_ms']:.3f} ms, "
+            f"CPU {ip['cpu_ms_per_req']:.3f} ms/req)"
+        )
+        _warn_noise(ip)
+
+    if a.no_server:
+        return result
+
+    # Reference answer for the correctness check, computed here the in-process way.
+    want = inprocess.make_handler(inprocess.load_model(str(model_path)), spec.content_type)(body)
+    url = None
+    s = srv.Server(
+        base,
+        workers=a.workers,
+        threads=a.threads,
+        serve_cmd=a.serve_cmd,
+        log_path=base / "server.log",
+        ready_timeout=a.ready_timeout,
+    )
+    info: Dict[str, Any] = {"log": str(base / "server.log")}
+    result["server"] = info
+    try:
+        log(f"{spec.name}: starting server ({a.workers} workers, {a.threads} thread each) ...")
+        t0 = time.monotonic()
+        s.start()
+        url = s.url + "/invocations"
+        info["ready_s"] = round(s.startup_s, 3)
+        headers = {"Content-Type": spec.content_type, "Accept": spec.accept}
+        code, got = srv.http("POST", url, body, headers, timeout=60)
+        info["first_prediction_s"] = round(time.monotonic() - t0, 3)
+        info["pids"] = s.pids()
+        check = f"HTTP {code}: {got[:200]!r}" if code != 200 else check_prediction(got, want, spec)
+        info["check"] = check
+        log(
+            f"{spec.name}: ready in {s.startup_s:.2f}s at {s.url}, pids {info['pids']}; "
+            f"first prediction {check}"
+        )
+        if code != 200:
+            raise RuntimeError(f"first prediction failed: {check}")
+        for c in a.concurrency:
+            if a.warmup > 0:
+                load.run_wrk(wrk, url, script, c, a.warmup, a.wrk_threads)
+            log(f"{spec.name}: c={c}, {a.duration:g}s of wrk ...")
+            pids = s.pids()
+            load_before = list(os.getloadavg())
+            cpu0 = {p: srv.cpu_times(p) for p in pids}
+            wrk0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            m0 = machine_cpu()
+            res = load.run_wrk(wrk, url, script, c, a.duration, a.wrk_threads)
+            m1 = machine_cpu()
+            wrk1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu1 = {p: srv.cpu_times(p) for p in pids}
+            res.update(cpu_accounting(pids, cpu0, cpu1, wrk0, wrk1, res["requests"]))
+            res.update(other_load(m0, m1, res["server_cpu_s"] + res["wrk_cpu_s"]))
+            res["loadavg_before"] = load_before
+            res["loadavg_after"] = list(os.getloadavg())
+            result["points"].append(res)
+            errs = load.total_errors(res)
+            log(
+                f"{spec.name}: c={c}: {res['rps']:,.1f} req/s, p50 {res['p50_ms']:.2f} ms, "
+                f"p99 {res['p99_ms']:.2f} ms, server CPU "
+                f"{_fmt(res['server_cpu_ms_per_req'], '.3f')} ms/req "
+                f"({res['server_cpu_split']}; {_fmt(res['server_sys_share'], '.0%')} in kernel), "
+                f"wrk CPU "
+                f"{_fmt(res['wrk_cpu_ms_per_req'], '.3f')} ms/req"
+                + (f", {errs} ERRORS {res['errors']}" if errs else "")
+            )
+            _warn_noise(res)
+        info["rss_mb_after"] = rss_mb(s.pids())
+    except Exception as e:  # keep going with the next model; the table says what failed
+        info["error"] = f"{type(e).__name__}: {e}"
+        log(f"{spec.name}: server run failed: {info['error']}")
+    finally:
+        rc = s.stop()
+        info["exit_code"] = rc
+        if s.proc is not None:
+            log(f"{spec.name}: server stopped (exit code {rc})")
+    return result
+
+
+def rows_of(results: List[Dict[str, Any]], concurrency: List[int]) -> List[Dict[str, Any]]:
+    rows = []
+    for res in results:
+        ip = res.get("inprocess")
+        by_c = {p["concurrency"]: p for p in res.get("points", [])}
+        err = (res.get("server") or {}).get("error")
+        for c in concurrency:
+            pt = by_c.get(c)
+            ratio = pt["rps"] / ip["rps"] if pt and ip and ip.get("rps") else None
+            row = {"model": res["model"], "concurrency": c, "server": pt, "inprocess": ip}
+            row["ratio"] = ratio
+            if pt is None and err:
+                row["error"] = "server failed (see JSON/log)"
+            elif pt and load.total_errors(pt):
+                row["error"] = "HTTP/socket errors: req/s not trustworthy"
+            rows.append(row)
+    return rows
+
+
+def main(argv: List[str] | None = None) -> int:
+    a = parse_args(argv)
+    wrk = None
+    if not a.no_server:
+        try:
+            wrk = load.find_wrk(a.wrk)
+        except FileNotFoundError as e:
+            print(str(e), file=sys.stderr)
+            return 2
+    facts = machine_facts(wrk)
+    log(
+        f"machine: {facts['cpus_usable']} usable cores ({facts['cpu_model']}), "
+        f"python {facts['python']}, torch {facts['torch']}, {facts['wrk'] or 'no wrk'}, "
+        f"load avg {facts['loadavg_at_start']}"
+    )
+    config = {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items() if k not in ("out",)
+    }
+    results = []
+    with tempfile.TemporaryDirectory(prefix="eikit-bench-") as tmp:
+        work = Path(tmp)
+        if a.keep:
+            work = Path(tempfile.mkdtemp(prefix="eikit-bench-keep-"))
+            log(f"work dir kept at {work}")
+        for name in a.models:
+            results.append(bench_model(models.get(name), a, work, wrk))
+    rows = rows_of(results, a.concurrency)
+    table = format_table(rows)
+    print()
+    print(
+        f"eikit bench: {a.workers} workers x {a.threads} torch thread; wrk -t{a.wrk_threads} "
+        f"on 127.0.0.1; {a.duration:g}s per point; in-process = {a.workers} processes"
+    )
+    print(
+        f"machine: {facts['cpus_usable']} cores, {facts['cpu_model']}, python "
+        f"{facts['python']}, torch {facts['torch']}"
+    )
+    print(table)
+    for res in results:
+        srv_info = res.get("server") or {}
+        if srv_info.get("ready_s") is not None:
+            print(
+                f"{res['model']}: /ping ready {srv_info['ready_s']:.2f}s, first prediction "
+                f"{srv_info.get('first_prediction_s', float('nan')):.2f}s after start, check "
+                f"{srv_info.get('check')}, RSS after load {srv_info.get('rss_mb_after')} MB"
+            )
+    for line in target_lines(rows):
+        print(line)
+    if a.out:
+        doc = {"machine": facts, "config": config, "models": results, "table": rows}
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+        log(f"wrote {a.out}")
+    failed = any((r.get("server") or {}).get("error") for r in results)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

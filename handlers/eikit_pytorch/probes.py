@@ -1,0 +1,165 @@
+"""Probes for the accelerators PyTorch can use: EI, Neuron, CUDA (CPU comes from the core).
+
+Each returns available, or the precise reason it is not. Decisions worth knowing:
+
+- EI needs SageMaker's signal (``SAGEMAKER_INFERENCE_ACCELERATOR_PRESENT=true``) first; the
+  EI build is only looked for when the signal is set. ``torcheia`` (the plugin for torch
+  1.5.1) is really imported, so a broken install is reported here rather than at load.
+  The older EI build replaces torch itself and is installed as the distribution
+  ``torch_eia`` (its wheel is ``torch_eia-1.3.1-...whl``) while the module stays ``torch``,
+  so it is recognised by that distribution's metadata, or by "eia" in ``torch.__version__``.
+- Neuron needs ``/dev/neuron*`` nodes and ``torch_neuronx`` (Inf2/Trn1) or ``torch_neuron``
+  (Inf1). The package is only located here (``find_spec``), not imported: importing it pulls
+  in the Neuron runtime (and torch_xla for ``torch_neuronx``) in the serving process. The
+  session imports it before any model loads, and a failure there falls back.
+- CUDA goes through a ``CudaCheck`` callable, the seam tests replace. The default first
+  looks for NVIDIA device nodes (``nvidia0``, ...) under the device root and, only when
+  there are some, imports torch and asks ``torch.cuda.is_available()`` and
+  ``torch.cuda.device_count()``. So on a CPU host the probes never import torch in the
+  serving frontend. ``is_available()`` initialises the CUDA driver in the calling process
+  (unless ``PYTORCH_NVML_BASED_CUDA_CHECK=1``): workers must be spawned, not forked.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from pathlib import Path
+from typing import Callable, List, Optional, Tuple
+
+from eikit.accelerators import ProbeResult, ei_signal_reason, neuron_device_nodes
+
+# (device count, reason): count 0 means unavailable and the reason says why.
+CudaCheck = Callable[[], Tuple[int, str]]
+
+NEURON_PACKAGES = ("torch_neuronx", "torch_neuron")
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a half-imported module or a broken parent package
+        return False
+
+
+def _distribution_version(name: str) -> Optional[str]:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _torcheia() -> Tuple[Optional[str], str]:
+    """('torcheia', description) when the plugin imports, else (None, why not)."""
+    if not _installed("torcheia"):
+        return None, "torcheia is not installed"
+    try:
+        module = importlib.import_module("torcheia")
+    except Exception as exc:  # a plugin built for another torch fails in many ways
+        return None, "torcheia is installed but does not import (%s: %s)" % (
+            type(exc).__name__,
+            exc,
+        )
+    version = _distribution_version("torcheia") or getattr(module, "__version__", "?")
+    return "torcheia", "torcheia %s" % version
+
+
+def _torch_eia() -> Tuple[Optional[str], str]:
+    """('torch_eia', description) when torch is AWS's EI build (1.3.1), else (None, why not)."""
+    version = _distribution_version("torch_eia")
+    if version is not None:
+        return "torch_eia", "torch_eia %s" % version
+    try:
+        import torch
+    except ImportError:
+        return None, "torch is not installed"
+    if "eia" in str(torch.__version__).lower():
+        return "torch_eia", "EI-enabled torch %s" % torch.__version__
+    return None, "torch %s is not the torch_eia build" % torch.__version__
+
+
+def eia_probe(accelerator_present: bool) -> ProbeResult:
+    missing_signal = ei_signal_reason(accelerator_present)
+    if missing_signal is not None:
+        return ProbeResult("eia", False, missing_signal)
+    reasons = []
+    for find in (_torcheia, _torch_eia):
+        api, text = find()
+        if api is not None:
+            return ProbeResult(
+                "eia",
+                True,
+                "EI accelerator attached (SAGEMAKER_INFERENCE_ACCELERATOR_PRESENT=true); %s" % text,
+                count=1,
+                detail={"api": api},
+            )
+        reasons.append(text)
+    return ProbeResult(
+        "eia",
+        False,
+        "SAGEMAKER_INFERENCE_ACCELERATOR_PRESENT=true but torch cannot use EI: %s"
+        % "; ".join(reasons),
+    )
+
+
+def neuron_probe(device_root: Path) -> ProbeResult:
+    nodes = neuron_device_nodes(device_root)
+    package = next((name for name in NEURON_PACKAGES if _installed(name)), None)
+    if nodes and package:
+        return ProbeResult(
+            "neuron",
+            True,
+            "%d Neuron device(s) under %s; %s installed" % (len(nodes), device_root, package),
+            count=len(nodes),
+            detail={"package": package, "devices": [node.name for node in nodes]},
+        )
+    if package:
+        reason = "no Neuron devices (%s/neuron*) although %s is installed" % (device_root, package)
+    elif nodes:
+        reason = (
+            "%d Neuron device(s) under %s but neither torch_neuronx nor torch_neuron "
+            % (
+                len(nodes),
+                device_root,
+            )
+            + "is installed"
+        )
+    else:
+        reason = "no Neuron devices (%s/neuron*) and no torch_neuronx or torch_neuron" % (
+            device_root
+        )
+    return ProbeResult("neuron", False, reason)
+
+
+def nvidia_device_nodes(device_root: Path) -> List[Path]:
+    try:
+        return sorted(device_root.glob("nvidia[0-9]*"))
+    except OSError:
+        return []
+
+
+def torch_cuda_check(device_root: Path = Path("/dev")) -> Tuple[int, str]:
+    """The real CUDA check: device nodes, then torch.cuda.is_available() and device_count()."""
+    if not nvidia_device_nodes(device_root):
+        return 0, "no NVIDIA devices (%s/nvidia[0-9]*)" % device_root
+    import torch
+
+    if not torch.cuda.is_available():
+        if torch.version.cuda is None:
+            return 0, "torch %s is built without CUDA" % torch.__version__
+        return 0, "torch.cuda.is_available() is False (no GPU visible, or no driver)"
+    count = torch.cuda.device_count()
+    return count, "%d CUDA device(s); torch %s, CUDA %s" % (
+        count,
+        torch.__version__,
+        torch.version.cuda,
+    )
+
+
+def cuda_probe(check: CudaCheck) -> ProbeResult:
+    count, reason = check()
+    if count > 0:
+        return ProbeResult("cuda", True, reason, count=count)
+    return ProbeResult("cuda", False, reason)

@@ -1,0 +1,70 @@
+"""The PyTorch runtime: which accelerators torch can use here, and a session on one."""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import TYPE_CHECKING, Dict, Optional
+
+from eikit.accelerators import Probe, ProbeResult
+from eikit.errors import ConfigurationError
+from eikit.runtime import ModelSession, Runtime
+from eikit_pytorch.probes import CudaCheck, cuda_probe, eia_probe, neuron_probe, torch_cuda_check
+from eikit_pytorch.session import (
+    CudaSession,
+    NeuronSession,
+    TorchEiaLegacySession,
+    TorchEiaSession,
+    TorchSession,
+)
+
+if TYPE_CHECKING:
+    from eikit.settings import Settings
+
+
+class PyTorchRuntime(Runtime):
+    name = "pytorch"
+    install_hint = (
+        "pip install 'eikit[pytorch]' (torch); for EI, torch 1.5.1 with torcheia; "
+        "for Neuron, torch_neuronx or torch_neuron"
+    )
+
+    def __init__(self, cuda_check: Optional[CudaCheck] = None) -> None:
+        # The seam for tests: a () -> (count, reason) callable replacing the real check.
+        self.cuda_check = cuda_check
+
+    def probes(self, settings: Settings) -> Dict[str, Probe]:
+        present = settings.accelerator_present
+        device_root = settings.device_root
+        check = self.cuda_check or functools.partial(torch_cuda_check, device_root)
+        return {
+            "eia": lambda: eia_probe(present),
+            "neuron": lambda: neuron_probe(device_root),
+            "cuda": lambda: cuda_probe(check),
+        }
+
+    def threads(self, accelerator: ProbeResult, settings: Settings) -> int:
+        """Torch threads per worker: EIKIT_WORKER_THREADS, else the cores shared by workers."""
+        if settings.worker_threads:
+            return settings.worker_threads
+        workers = settings.workers or self.default_workers(accelerator)
+        return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+    def session(self, accelerator: ProbeResult, settings: Settings, worker: int) -> ModelSession:
+        threads = self.threads(accelerator, settings)
+        kind = accelerator.kind
+        if kind == "cpu":
+            return TorchSession(accelerator, "cpu", threads)
+        if kind == "cuda":
+            device = "cuda:%d" % (worker % max(1, accelerator.count))
+            return CudaSession(accelerator, device, threads)
+        if kind == "neuron":
+            return NeuronSession(accelerator, "neuron", threads)
+        if kind == "eia":
+            api = accelerator.detail.get("api")
+            if api == "torcheia":
+                return TorchEiaSession(accelerator, "eia:0", threads)
+            if api == "torch_eia":
+                return TorchEiaLegacySession(accelerator, "eia:0", threads)
+            raise ConfigurationError("EI probe result names no known API: %r" % (api,))
+        raise ConfigurationError("the pytorch runtime cannot use accelerator %r" % kind)

@@ -1,0 +1,189 @@
+"""One worker's PyTorch on one device: the default model_fn / predict_fn and their helpers.
+
+``TorchSession`` holds what every device shares (threads, grad off, inputs in, outputs out);
+each subclass changes only the steps that differ: where a model is loaded to, how a model
+is put on the device, where inputs go, and what wraps the forward call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import weakref
+from pathlib import Path
+from typing import Any, ContextManager, Optional
+
+from eikit.accelerators import ProbeResult
+from eikit.errors import ConfigurationError
+from eikit.runtime import ModelSession
+from eikit_pytorch.loading import find_model_file, load_torchscript
+from eikit_pytorch.tensors import to_inputs, to_numpy
+
+log = logging.getLogger(__name__)
+
+
+def import_package(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except Exception as exc:  # an accelerator plugin built for another torch fails many ways
+        raise ConfigurationError(
+            "%s does not import (%s: %s)" % (name, type(exc).__name__, exc)
+        ) from exc
+
+
+class TorchSession(ModelSession):
+    """The CPU session, and the base of the others."""
+
+    api = "torch"
+    map_location: Optional[str] = "cpu"
+
+    def __init__(self, accelerator: ProbeResult, device: str, threads: Optional[int]) -> None:
+        super().__init__(accelerator, device)
+        import torch
+
+        self.torch = torch
+        if threads:
+            torch.set_num_threads(threads)
+        # inference_mode is torch >= 1.9; the EI builds (1.3.1, 1.5.1) have only no_grad.
+        self._grad_off = getattr(torch, "inference_mode", None) or torch.no_grad
+        self._prepared: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.start()
+
+    def start(self) -> None:
+        """What must happen before any model loads, the user's model_fn included."""
+
+    # --- model_fn ---
+    def load(self, model_dir: Path) -> Any:
+        path = find_model_file(Path(model_dir))
+        model = self.prepare(load_torchscript(path, self.map_location))
+        log.info(
+            "loaded TorchScript %s on %s (%s, torch %s)",
+            path,
+            self.device,
+            self.api,
+            self.torch.__version__,
+        )
+        return model
+
+    def prepare(self, model: Any) -> Any:
+        if self._was_prepared(model):
+            return model
+        ready = self.place(model)
+        # A model that cannot be weakly referenced or hashed is simply prepared again.
+        with contextlib.suppress(TypeError):
+            self._prepared.add(ready)
+        return ready
+
+    def _was_prepared(self, model: Any) -> bool:
+        try:
+            return model in self._prepared
+        except TypeError:
+            return False
+
+    def place(self, model: Any) -> Any:
+        """Put one model on the device in inference mode."""
+        if isinstance(model, self.torch.nn.Module):
+            model.eval()
+        return model
+
+    def require_torchscript(self, model: Any) -> None:
+        if not isinstance(model, self.torch.jit.ScriptModule):
+            raise ConfigurationError(
+                "%s needs a TorchScript model but model_fn returned %s: return "
+                "torch.jit.load(...) or torch.jit.script/trace of the model"
+                % (self.api, type(model).__name__)
+            )
+
+    # --- predict_fn ---
+    def predict(self, model: Any, data: Any) -> Any:
+        inputs = [self.to_device(tensor) for tensor in to_inputs(data)]
+        with self._grad_off(), self.execution():
+            output = model(*inputs)
+        return to_numpy(output)
+
+    def to_device(self, tensor: Any) -> Any:
+        return tensor
+
+    def execution(self) -> ContextManager[Any]:
+        """The context the forward call runs in."""
+        return contextlib.nullcontext()
+
+    def to_wire(self, prediction: Any) -> Any:
+        return to_numpy(prediction)
+
+
+class CudaSession(TorchSession):
+    """One GPU per worker: model and inputs on ``device``, outputs copied back."""
+
+    api = "cuda"
+
+    def __init__(self, accelerator: ProbeResult, device: str, threads: Optional[int]) -> None:
+        self.map_location = device
+        super().__init__(accelerator, device, threads)
+
+    def start(self) -> None:
+        target = self.torch.device(self.device)
+        if target.type == "cuda":
+            # so a model_fn that says "cuda" or calls .cuda() lands on this worker's GPU
+            self.torch.cuda.set_device(target)
+
+    def place(self, model: Any) -> Any:
+        if isinstance(model, self.torch.nn.Module):
+            model = model.to(self.device)
+            model.eval()
+        return model
+
+    def to_device(self, tensor: Any) -> Any:
+        return tensor.to(self.device)
+
+
+class TorchEiaSession(TorchSession):
+    """EI through the torcheia plugin (torch 1.5.1)."""
+
+    api = "torcheia"
+
+    def start(self) -> None:
+        self.torcheia = import_package("torcheia")
+        # torcheia's documented set-up: the legacy executor, then attach the model.
+        self.torch._C._jit_set_profiling_executor(False)
+
+    def place(self, model: Any) -> Any:
+        self.require_torchscript(model)
+        model.eval()
+        return self.torcheia.jit.attach_eia(model, 0)
+
+    def execution(self) -> ContextManager[Any]:
+        return self.torch.jit.optimized_execution(True)  # type: ignore[no-any-return]
+
+
+class TorchEiaLegacySession(TorchSession):
+    """EI through AWS's torch_eia build (torch 1.3.1): the model stays on CPU."""
+
+    api = "torch_eia"
+
+    def place(self, model: Any) -> Any:
+        self.require_torchscript(model)
+        model.eval()
+        return model
+
+    def execution(self) -> ContextManager[Any]:
+        # torch_eia's optimized_execution takes a second argument; stock torch's does not.
+        return self.torch.jit.optimized_execution(  # type: ignore[no-any-return]
+            True, {"target_device": "eia:0"}
+        )
+
+
+class NeuronSession(TorchSession):
+    """Inferentia / Trainium: a compiled TorchScript model; inputs stay on CPU."""
+
+    map_location = None
+
+    def __init__(self, accelerator: ProbeResult, device: str, threads: Optional[int]) -> None:
+        self.api = str(accelerator.detail.get("package", "torch_neuronx"))
+        super().__init__(accelerator, device, threads)
+
+    def start(self) -> None:
+        # The package registers the Neuron ops that torch.jit.load needs: import it before
+        # any model loads, the user's model_fn included.
+        import_package(self.api)
