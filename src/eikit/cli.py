@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -109,16 +110,26 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         content_type = args.content_type or guess_content_type(path)
     else:
         raise ConfigurationError("give a FILE, - for standard input, or --json TEXT")
-    url = args.url.rstrip("/")
-    if not url.endswith("/invocations"):
-        url += "/invocations"
+    base = args.url.rstrip("/")
+    if base.endswith("/invocations"):
+        base = base[: -len("/invocations")]
+    url = base + "/invocations"
+    if args.wait:
+        from eikit.local import wait_for_ping
+
+        status = wait_for_ping(base, time.monotonic() + args.wait)
+        if status != 200:
+            raise ConfigurationError(
+                "%s/ping did not answer 200 within %gs (last: %s)"
+                % (base, args.wait, status or "no answer")
+            )
     try:
         status, headers, answer = invoke(
             url, body, content_type, args.accept, args.custom_attributes
         )
     except OSError as exc:
         raise ConfigurationError("cannot reach %s: %s" % (url, exc)) from None
-    answer_type = headers.get("Content-Type", "")
+    answer_type = headers.get("content-type", "")
     if status != 200:
         sys.stderr.write("HTTP %d\n" % status)
     write(show(answer, answer_type))
@@ -184,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inv.add_argument("--content-type", help="default: from the file's suffix, JSON for --json")
     inv.add_argument("--accept", help="Accept header")
+    inv.add_argument(
+        "--wait",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="first wait this long for /ping to say 200",
+    )
     inv.add_argument("--custom-attributes", help="X-Amzn-SageMaker-Custom-Attributes header")
     inv.set_defaults(func=cmd_invoke)
 

@@ -7,7 +7,7 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from eikit import codecs
 
@@ -40,9 +40,13 @@ def invoke(
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, dict(response.headers), response.read()
+            return response.status, _lower(response.headers), response.read()
     except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
+        return error.code, _lower(error.headers), error.read()
+
+
+def _lower(headers: Any) -> Dict[str, str]:
+    return {str(name).lower(): str(value) for name, value in headers.items()}
 
 
 def show(body: bytes, content_type: str) -> str:

@@ -105,8 +105,9 @@ class ContainerEndpoint:
     >>> with ContainerEndpoint("eikit:pytorch-2.13-cpu-py311", "model/") as endpoint:
     ...     urllib.request.urlopen(endpoint.url + "/ping")
 
-    ``env`` goes to the container as is; ``SAGEMAKER_BIND_TO_PORT`` is set from ``port``
-    and ``EIKIT_HOST`` defaults to ``bind_host`` (loopback: the host's network is shared).
+    ``env`` goes to the container as is, except that ``SAGEMAKER_BIND_TO_PORT`` is set from
+    ``port`` and ``SAGEMAKER_BASE_DIR`` to /opt/ml; ``EIKIT_HOST`` defaults to ``bind_host``
+    (loopback: the container shares the host's network).
     ``log_sink`` receives each line of the container's log (default: INFO log records).
     """
 
@@ -192,6 +193,8 @@ class ContainerEndpoint:
                 "SAGEMAKER_BIND_TO_PORT=%s in env replaced by port=%d", declared, self.port
             )
         environment["SAGEMAKER_BIND_TO_PORT"] = str(self.port)
+        # The model is mounted under /opt/ml whatever the host's settings say.
+        environment["SAGEMAKER_BASE_DIR"] = "/opt/ml"
         environment.setdefault("EIKIT_HOST", self.bind_host)
         model_dir = self._model_source()
         try:

@@ -108,9 +108,9 @@ def image_spec(
     framework: str,
     target: str,
     base_image: Optional[str] = None,
-    wheelhouse: Optional[Union[str, "os.PathLike[str]"]] = None,
+    wheelhouse: Optional[Union[str, os.PathLike[str]]] = None,
     extra_args: Optional[Mapping[str, str]] = None,
-    context: Optional[Union[str, "os.PathLike[str]"]] = None,
+    context: Optional[Union[str, os.PathLike[str]]] = None,
 ) -> ImageSpec:
     """The spec of one image.
 

@@ -274,7 +274,7 @@ def _write_atomically(path: Path, text: str) -> None:
 # --- the command: eikit pin ----------------------------------------------------------------
 
 
-def add_pin_command(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_pin_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``pin`` on an argparse subparsers object; it sets ``func=run_pin_command``."""
     parser = subparsers.add_parser(
         "pin",

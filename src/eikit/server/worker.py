@@ -30,7 +30,7 @@ from eikit.server import protocol
 from eikit.settings import Settings
 from eikit.user_module import load_user_hooks, prepare_path
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("eikit.server.worker")  # not __main__ when run with -m
 
 
 def _die_with_parent() -> None:
