@@ -360,7 +360,6 @@ def bench_model(
 
     # Reference answer for the correctness check, computed here the in-process way.
     want = inprocess.make_handler(inprocess.load_model(str(model_path)), spec.content_type)(body)
-    url = None
     s = srv.Server(
         base,
         workers=a.workers,
@@ -374,7 +373,18 @@ def bench_model(
     try:
         log(f"{spec.name}: starting server ({a.workers} workers, {a.threads} thread each) ...")
         t0 = time.monotonic()
-        s.start()
+        try:
+            s.start()
+        except RuntimeError as e:
+            # Exited before ready. A stray SIGTERM (shared machine) ends it with 0 or -15:
+            # try once more; anything else is a real failure.
+            if s.proc is None or s.proc.returncode not in (0, -15, 143):
+                raise
+            info.setdefault("restarts", []).append({"concurrency": None, "error": str(e)})
+            log(f"{spec.name}: server exited ({s.proc.returncode}) before ready; one more try")
+            s.stop()
+            t0 = time.monotonic()
+            s.start()
         url = s.url + "/invocations"
         info["ready_s"] = round(s.startup_s, 3)
         headers = {"Content-Type": spec.content_type, "Accept": spec.accept}
@@ -390,44 +400,81 @@ def bench_model(
         if code != 200:
             raise RuntimeError(f"first prediction failed: {check}")
         for c in a.concurrency:
-            if a.warmup > 0:
-                load.run_wrk(wrk, url, script, c, a.warmup, a.wrk_threads)
-            log(f"{spec.name}: c={c}, {a.duration:g}s of wrk ...")
-            pids = s.pids()
-            load_before = list(os.getloadavg())
-            cpu0 = {p: srv.cpu_times(p) for p in pids}
-            wrk0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-            m0 = machine_cpu()
-            res = load.run_wrk(wrk, url, script, c, a.duration, a.wrk_threads)
-            m1 = machine_cpu()
-            wrk1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-            cpu1 = {p: srv.cpu_times(p) for p in pids}
-            res.update(cpu_accounting(pids, cpu0, cpu1, wrk0, wrk1, res["requests"]))
-            res.update(other_load(m0, m1, res["server_cpu_s"] + res["wrk_cpu_s"]))
-            res["loadavg_before"] = load_before
-            res["loadavg_after"] = list(os.getloadavg())
+            try:
+                res = measure_point(s, spec, wrk, script, c, a)
+            except Exception as e:
+                if s.proc is None or s.proc.poll() is None:
+                    raise
+                # Something outside the bench stopped the server (seen on shared machines:
+                # a stray SIGTERM). Say so, restart it once, repeat the point.
+                code = s.proc.returncode
+                info.setdefault("restarts", []).append(
+                    {"concurrency": c, "exit_code": code, "error": str(e), "log": s.log_tail(8)}
+                )
+                log(
+                    f"{spec.name}: the server exited on its own (code {code}) at c={c}; "
+                    "restarting it once and repeating the point"
+                )
+                s.stop()
+                s.start()
+                res = measure_point(s, spec, wrk, script, c, a)
             result["points"].append(res)
-            errs = load.total_errors(res)
-            log(
-                f"{spec.name}: c={c}: {res['rps']:,.1f} req/s, p50 {res['p50_ms']:.2f} ms, "
-                f"p99 {res['p99_ms']:.2f} ms, server CPU "
-                f"{_fmt(res['server_cpu_ms_per_req'], '.3f')} ms/req "
-                f"({res['server_cpu_split']}; {_fmt(res['server_sys_share'], '.0%')} in kernel), "
-                f"wrk CPU "
-                f"{_fmt(res['wrk_cpu_ms_per_req'], '.3f')} ms/req"
-                + (f", {errs} ERRORS {res['errors']}" if errs else "")
-            )
-            _warn_noise(res)
         info["rss_mb_after"] = rss_mb(s.pids())
     except Exception as e:  # keep going with the next model; the table says what failed
         info["error"] = f"{type(e).__name__}: {e}"
         log(f"{spec.name}: server run failed: {info['error']}")
+        if s.proc is not None and s.proc.poll() is not None:
+            log(f"{spec.name}: the server had exited on its own (code {s.proc.returncode})")
     finally:
         rc = s.stop()
         info["exit_code"] = rc
+        if info.get("error"):
+            info["log_tail"] = s.log_tail(40)
+            log(f"{spec.name}: server log (last lines):\n{info['log_tail']}")
         if s.proc is not None:
             log(f"{spec.name}: server stopped (exit code {rc})")
     return result
+
+
+def measure_point(
+    s: srv.Server,
+    spec: models.ModelSpec,
+    wrk: str,
+    script: Path,
+    c: int,
+    a: argparse.Namespace,
+) -> Dict[str, Any]:
+    """Warm up, then one measured wrk run at concurrency ``c`` with CPU and noise accounting."""
+    url = s.url + "/invocations"
+    if a.warmup > 0:
+        load.run_wrk(wrk, url, script, c, a.warmup, a.wrk_threads)
+    log(f"{spec.name}: c={c}, {a.duration:g}s of wrk ...")
+    pids = s.pids()
+    load_before = list(os.getloadavg())
+    cpu0 = {p: srv.cpu_times(p) for p in pids}
+    wrk0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    m0 = machine_cpu()
+    res = load.run_wrk(wrk, url, script, c, a.duration, a.wrk_threads)
+    m1 = machine_cpu()
+    wrk1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu1 = {p: srv.cpu_times(p) for p in pids}
+    if s.proc is not None and s.proc.poll() is not None:
+        raise RuntimeError(f"server exited during the point (code {s.proc.returncode})")
+    res.update(cpu_accounting(pids, cpu0, cpu1, wrk0, wrk1, res["requests"]))
+    res.update(other_load(m0, m1, res["server_cpu_s"] + res["wrk_cpu_s"]))
+    res["loadavg_before"] = load_before
+    res["loadavg_after"] = list(os.getloadavg())
+    errs = load.total_errors(res)
+    log(
+        f"{spec.name}: c={c}: {res['rps']:,.1f} req/s, p50 {res['p50_ms']:.2f} ms, "
+        f"p99 {res['p99_ms']:.2f} ms, server CPU "
+        f"{_fmt(res['server_cpu_ms_per_req'], '.3f')} ms/req "
+        f"({res['server_cpu_split']}; {_fmt(res['server_sys_share'], '.0%')} in kernel), "
+        f"wrk CPU {_fmt(res['wrk_cpu_ms_per_req'], '.3f')} ms/req"
+        + (f", {errs} ERRORS {res['errors']}" if errs else "")
+    )
+    _warn_noise(res)
+    return res
 
 
 def rows_of(results: List[Dict[str, Any]], concurrency: List[int]) -> List[Dict[str, Any]]:

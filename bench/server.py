@@ -131,7 +131,7 @@ class Server:
             )
         self.port = free_port()
         env = server_env(self.base_dir, self.port, self.workers, self.threads)
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop(); kept on restart
         t0 = time.monotonic()
         # Own session, so a server that ignores SIGTERM can be cleaned up as a group.
         self.proc = subprocess.Popen(

@@ -8,7 +8,20 @@ so ``idx`` is always 0.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+
+HeaderSource = Union[bytes, Iterable[Tuple[str, str]]]
+
+
+def _parse(source: HeaderSource) -> Dict[str, str]:
+    """Request headers as a dict with lower-case names, from pairs or the worker's blob."""
+    if isinstance(source, bytes):
+        headers: Dict[str, str] = {}
+        for line in source.split(b"\n") if source else ():
+            name, _, value = line.partition(b":")
+            headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        return headers
+    return {name.lower(): value for name, value in source}
 
 
 class Context:
@@ -33,23 +46,33 @@ class Context:
             "device": device,
         }
         self.manifest: Dict[str, Any] = {"model": {"modelName": model_name}}
-        self._request: Dict[str, str] = {}
+        self._source: HeaderSource = b""
+        self._request: Optional[Dict[str, str]] = None
         self._response: Dict[str, str] = {}
 
-    def start_request(self, headers: List[Tuple[str, str]]) -> None:
-        """Called by the pipeline before each request; names are kept lower-case."""
-        self._request = {name.lower(): value for name, value in headers}
-        self._response = {}
+    def start_request(self, headers: HeaderSource) -> None:
+        """Called by the pipeline before each request. Headers are parsed only if a hook
+        asks for them: most requests never do."""
+        self._source = headers
+        self._request = None
+        if self._response:
+            self._response = {}
+
+    @property
+    def request_headers(self) -> Dict[str, str]:
+        if self._request is None:
+            self._request = _parse(self._source)
+        return self._request
 
     @property
     def request_processor(self) -> List[Context]:
         return [self]
 
     def get_request_header(self, idx: int, key: str) -> Optional[str]:
-        return self._request.get(key.lower())
+        return self.request_headers.get(key.lower())
 
     def get_all_request_header(self, idx: int) -> Dict[str, str]:
-        return dict(self._request)
+        return dict(self.request_headers)
 
     def set_response_header(self, idx: int, key: str, value: Any) -> None:
         self._response[str(key)] = str(value)
@@ -59,4 +82,4 @@ class Context:
 
     @property
     def custom_attributes(self) -> Optional[str]:
-        return self._request.get("x-amzn-sagemaker-custom-attributes")
+        return self.request_headers.get("x-amzn-sagemaker-custom-attributes")

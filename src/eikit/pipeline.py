@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional
 
 from eikit import codecs
-from eikit.context import Context
+from eikit.context import Context, HeaderSource
 from eikit.errors import InternalError
 from eikit.runtime import ModelSession
 from eikit.user_module import UserHooks
@@ -65,7 +65,7 @@ class Pipeline:
         body: bytes,
         content_type: Optional[str],
         accept: Optional[str],
-        headers: List[Tuple[str, str]],
+        headers: HeaderSource,
     ) -> Result:
         context = self.context
         context.start_request(headers)

@@ -174,17 +174,16 @@ def test_a_missing_image_is_never_pulled(plain_model: Path, engine: Any) -> None
         endpoint.start()
 
 
-def test_a_failing_server_is_reported_with_its_log(
-    pytorch_cpu_image: str, tmp_path: Path, lean_env: Env
+def test_a_server_that_exits_is_reported_with_its_log(
+    pytorch_cpu_image: str, plain_model: Path
 ) -> None:
-    (tmp_path / "code").mkdir()
-    (tmp_path / "code" / "inference.py").write_text("raise SystemExit('broken on purpose')\n")
-    endpoint = ContainerEndpoint(pytorch_cpu_image, tmp_path, env=lean_env, port=free_port())
-    with pytest.raises(ContainerError, match="exited with code") as info:
-        with endpoint:
-            pass
+    command = ["python", "-c", "import sys; print('broken on purpose'); sys.exit(3)"]
+    endpoint = ContainerEndpoint(pytorch_cpu_image, plain_model, command=command, port=free_port())
+    with pytest.raises(ContainerError, match="exited with code 3") as info, endpoint:
+        pass
     assert "broken on purpose" in str(info.value)
     assert endpoint.container_id is None  # stopped and removed
+    assert endpoint.exit_code == 3
 
 
 def test_eikit_local_image_serves_until_ctrl_c(

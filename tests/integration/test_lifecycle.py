@@ -94,6 +94,9 @@ def test_a_prediction_past_the_timeout_gets_504_and_a_new_worker(tree, start):
     slow = endpoint.invoke(b"sleep 30")
     assert slow.status_code == 504 and slow.json()["code"] == "prediction_timeout"
     assert time.monotonic() - started < 5
+    deadline = time.monotonic() + 5
+    while _alive(int(first_pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not _alive(int(first_pid))
     assert endpoint.server.wait_ready(60) == 200
     again = endpoint.invoke(b"fast")

@@ -203,6 +203,8 @@ def test_pin_command_fails_for_a_url_that_does_not_download(
     assert pins.main([base + "/nothing-here", "--pins", str(tmp_path / "p.toml")]) == 1
     assert "nothing-here" in capsys.readouterr().err
     assert pins.main(["--pins", str(tmp_path / "p.toml")]) == 2
+    assert pins.main(["--unrecorded", "--pins", str(tmp_path / "missing.toml")]) == 2
+    assert "missing.toml" in capsys.readouterr().err
 
 
 def test_add_pin_command_registers_pin_on_a_cli() -> None:

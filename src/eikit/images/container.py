@@ -71,12 +71,16 @@ def docker_client() -> DockerClient:
     return client
 
 
-def model_mounts(model_dir: Path, code_dir: Optional[Path]) -> List[Dict[str, Any]]:
+def model_mounts(
+    model_dir: Path, code_dir: Optional[Path], staging: Optional[Path] = None
+) -> List[Dict[str, Any]]:
     """Read-only bind mounts that lay ``model_dir`` (and ``code_dir``) out at /opt/ml/model.
 
-    A code folder mounted inside a read-only model mount needs an existing ``code/`` there
-    to mount onto; when the model folder has none, each of its entries is mounted on its
-    own instead, so the user's folder is never written to.
+    A code folder mounted inside a read-only model mount needs an existing ``code/`` there to
+    mount onto. When the model folder has none, ``staging`` (an empty folder of ours) gets an
+    empty stand-in for each entry and for ``code/``; it is mounted at /opt/ml/model and each
+    entry over its stand-in. Everything stays read-only and the user's folder is never
+    written to.
     """
     model_dir = model_dir.resolve()
     if not model_dir.is_dir():
@@ -85,8 +89,22 @@ def model_mounts(model_dir: Path, code_dir: Optional[Path]) -> List[Dict[str, An
     if code_dir is None or (model_dir / "code").is_dir():
         mounts.append(_bind(model_dir, MODEL_MOUNT))
     else:
+        if staging is None:
+            raise ContainerError("a separate code folder needs a staging folder")
+        staging.mkdir(parents=True, exist_ok=True)
+        (staging / "code").mkdir()
+        mounts.append(_bind(staging, MODEL_MOUNT))
         for entry in sorted(model_dir.iterdir()):
-            mounts.append(_bind(entry.resolve(), "%s/%s" % (MODEL_MOUNT, entry.name)))
+            source = entry.resolve()
+            if entry.name == "code" or not source.exists():
+                logger.warning("not mounting %s (a dangling link, or not a folder)", entry)
+                continue
+            stand_in = staging / entry.name
+            if source.is_dir():
+                stand_in.mkdir()
+            else:
+                stand_in.touch()
+            mounts.append(_bind(source, "%s/%s" % (MODEL_MOUNT, entry.name)))
     if code_dir is not None:
         code_dir = code_dir.resolve()
         if not code_dir.is_dir():
@@ -143,6 +161,7 @@ class ContainerEndpoint:
         self._lock = threading.Lock()
         self._log_thread: Optional[threading.Thread] = None
         self._exit_code: Optional[int] = None
+        self._short = ""
         self._workdir: Optional[tempfile.TemporaryDirectory[str]] = None
 
     # --- lifecycle ---
@@ -202,7 +221,7 @@ class ContainerEndpoint:
                 self.image,
                 command=self.command,
                 environment=environment,
-                mounts=model_mounts(model_dir, self.code_dir),
+                mounts=model_mounts(model_dir, self.code_dir, self._scratch() / "model"),
                 network_mode="host",
                 name=self.name,
                 labels={"eikit.local": "true"},
@@ -213,6 +232,7 @@ class ContainerEndpoint:
                 "cannot create a container from %s: %s" % (self.image, exc)
             ) from exc
         self._container = container
+        self._short = str(container.short_id)
         logger.info(
             "started container %s from %s (model %s, port %d)",
             container.short_id,
@@ -374,7 +394,7 @@ class ContainerEndpoint:
             logger.info("[%s] %s", self._short_id(), line)
 
     def _short_id(self) -> str:
-        return self._container.short_id if self._container is not None else "container"
+        return self._short or "container"
 
     def _model_source(self) -> Path:
         """The model folder, or a ``model.tar.gz`` extracted into a temporary folder."""
@@ -382,8 +402,13 @@ class ContainerEndpoint:
             return self.model_dir
         from eikit.local import resolve_model_source
 
-        self._workdir = tempfile.TemporaryDirectory(prefix="eikit-model-")
-        return resolve_model_source(self.model_dir, Path(self._workdir.name))
+        return resolve_model_source(self.model_dir, self._scratch())
+
+    def _scratch(self) -> Path:
+        """A temporary folder of ours, removed by ``stop()``."""
+        if self._workdir is None:
+            self._workdir = tempfile.TemporaryDirectory(prefix="eikit-container-")
+        return Path(self._workdir.name)
 
 
 def serve_container(

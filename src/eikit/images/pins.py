@@ -306,7 +306,11 @@ def run_pin_command(args: argparse.Namespace) -> int:
     """Pin ``args.urls`` (and, with ``--unrecorded``, every empty pin); print ``sha256  url``."""
     urls: List[str] = list(args.urls)
     if args.unrecorded:
-        pins = load_pins(args.pins)
+        try:
+            pins = load_pins(args.pins)
+        except (OSError, PinError) as exc:
+            print("eikit pin: %s" % exc, file=sys.stderr)
+            return 2
         urls += [url for url, pin in pins.items() if not pin.recorded and url not in urls]
     if not urls:
         print("eikit pin: nothing to pin (give URLs, or --unrecorded)", file=sys.stderr)

@@ -21,6 +21,7 @@ from eikit.errors import (
     error_body,
     status_of,
 )
+from eikit.server import protocol
 from eikit.server.boot import Boot
 from eikit.settings import Settings
 
@@ -110,25 +111,24 @@ class App:
         await reply(send, 200, json.dumps(body).encode())
 
     async def invocations(self, scope: Scope, receive: Receive, send: Send) -> None:
-        content_type = accept = None
-        headers: List[Tuple[str, str]] = []
+        # Headers stay bytes: the worker parses them only if the script asks for them.
+        headers = scope["headers"]
+        content_type = accept = b""
         length = -1
-        for raw_name, raw_value in scope["headers"]:
-            name = raw_name.decode("latin-1").lower()
-            value = raw_value.decode("latin-1")
-            headers.append((name, value))
-            if name == "content-type":
+        for name, value in headers:
+            if name == b"content-type":
                 content_type = value
-            elif name == "accept":
+            elif name == b"accept":
                 accept = value
-            elif name == "content-length" and value.isdigit():
+            elif name == b"content-length" and value.isdigit():
                 length = int(value)
         try:
             body = await self._read_body(receive, length)
             pool = self.boot.pool
             if pool is None:
                 raise ModelNotReady(self.boot.status())
-            meta, answer = await pool.submit([content_type, accept, headers], body)
+            meta = protocol.request_meta(content_type, accept, protocol.join_headers(headers))
+            response_meta, answer = await pool.submit(meta, body)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -137,9 +137,8 @@ class App:
                 exc = InternalError("internal error")
             await reply_error(send, exc)
             return
-        status, out_type, out_headers, _code = meta
-        extra = [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in out_headers.items()]
-        await reply(send, status, answer, out_type.encode("latin-1"), extra)
+        status, out_type, extra = protocol.parse_response_meta(response_meta)
+        await reply(send, status, answer, out_type, extra)
 
     async def _read_body(self, receive: Receive, length: int) -> bytes:
         limit = self.settings.max_payload_bytes

@@ -1,8 +1,10 @@
-"""Worker processes as seen from the frontend: spawn, hand out, time out, replace.
+"""Worker processes as seen from the frontend: spawn, dispatch, time out, replace.
 
-Each worker holds one request at a time. Requests wait in a bounded queue for an idle
-worker; the hand-off happens in ``data_received`` so a freed worker goes straight to the
-next waiter. Nothing here blocks the event loop, so ``/ping`` always answers at once.
+Each worker runs one request at a time, in order. The frontend keeps up to ``DEPTH``
+requests sent to a worker, so a worker that finishes one finds the next already in its
+socket instead of waiting a round trip for it; beyond that, requests wait in a bounded
+queue. One watchdog timer, not one per request, enforces the timeouts. Nothing here blocks
+the event loop, so ``/ping`` always answers at once.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ from eikit.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Reply = Tuple[List[Any], bytes]
+Reply = Tuple[bytes, bytes]  # response meta, body
+
+# Requests outstanding on one worker: the one it runs and the next, already sent.
+DEPTH = 2
+
+
+class Retry(Exception):
+    """The request was queued on a worker that went away before starting it: resend."""
 
 
 class Worker(asyncio.Protocol):
@@ -34,10 +43,16 @@ class Worker(asyncio.Protocol):
         self.process = process
         self.transport: Optional[asyncio.Transport] = None
         self.frames = protocol.FrameBuffer()
-        self.pending: Optional[asyncio.Future] = None
+        self.inflight: Deque[asyncio.Future] = deque()
+        self.promised = 0  # slots handed to waiting requests that have not sent yet
+        self.head_started = 0.0  # when the request at the head of ``inflight`` began
         self.ready = False
         self.was_ready = False
         self.info: Dict[str, Any] = {}
+
+    @property
+    def load(self) -> int:
+        return len(self.inflight) + self.promised
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -46,33 +61,52 @@ class Worker(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         for kind, _request_id, meta, body in self.frames.feed(data):
             if kind == protocol.RESPONSE:
-                future, self.pending = self.pending, None
-                if future is not None and not future.done():
+                future = self.inflight.popleft()
+                self.head_started = time.monotonic()
+                if not future.done():
                     future.set_result((meta, body))
                 self.pool.release(self)
             elif kind == protocol.READY:
-                self.info = meta or {}
+                self.info = protocol_json(meta)
                 self.pool.on_ready(self)
             elif kind == protocol.FAILED:
-                self.pool.on_failed(self, (meta or {}).get("message", "unknown error"))
+                message = protocol_json(meta).get("message", "unknown error")
+                self.pool.on_failed(self, message)
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self.pool.on_exit(self)
 
     # frontend side
-    def send(self, kind: int, meta: Any, body: bytes = b"") -> None:
+    def send(self, kind: int, meta: bytes, body: bytes = b"") -> None:
         assert self.transport is not None
-        head = protocol.pack_head(kind, 0, meta, len(body))
+        start = protocol.head(kind, 0, meta, len(body))
         if len(body) > protocol.COPY_LIMIT:
-            self.transport.writelines((head, body))
+            self.transport.writelines((start, body))
         else:
-            self.transport.write(head + body)
+            self.transport.write(start + body)
 
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
         if self.transport is not None:
             self.transport.close()
+
+    def abandon(self, head_error: Exception) -> None:
+        """Fail the running request with ``head_error``; the queued ones are resent."""
+        for position, future in enumerate(self.inflight):
+            if not future.done():
+                future.set_exception(head_error if position == 0 else Retry())
+        self.inflight.clear()
+
+
+def protocol_json(meta: bytes) -> Dict[str, Any]:
+    import json
+
+    try:
+        value = json.loads(meta) if meta else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 class WorkerPool:
@@ -83,34 +117,35 @@ class WorkerPool:
         self.runtime_name = runtime_name
         self.chain = chain
         self.count = count
+        self.timeout = settings.model_server_timeout
         self.workers: Dict[int, Worker] = {}
-        self.idle: Deque[Worker] = deque()
-        self.waiters: Deque[asyncio.Future] = deque()
+        self.ready: List[Worker] = []
+        self.waiters: Deque[Tuple[asyncio.Future, float]] = deque()
         self.failed_reason: Optional[str] = None
         self.stopping = False
         self.loaded = asyncio.Event()
         self.started_at = time.monotonic()
         self._crashes: Dict[int, int] = {}
+        self._watchdog: Optional[asyncio.TimerHandle] = None
 
     # --- state ---------------------------------------------------------------
 
     @property
     def healthy(self) -> bool:
-        """Every worker holds a loaded model and none is restarting."""
-        if self.failed_reason is not None or len(self.workers) < self.count:
-            return False
-        return all(worker.ready for worker in self.workers.values())
+        """Every worker holds a loaded model and none is being replaced."""
+        return (
+            self.failed_reason is None
+            and len(self.workers) == self.count
+            and len(self.ready) == self.count
+        )
 
     def describe(self) -> Dict[str, Any]:
-        return {
-            "workers": self.count,
-            "ready": sum(1 for w in self.workers.values() if w.ready),
-            "failed": self.failed_reason,
-        }
+        return {"workers": self.count, "ready": len(self.ready), "failed": self.failed_reason}
 
     # --- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
+        self._schedule_watchdog()
         for index in range(self.count):
             await self._spawn(index)
         try:
@@ -132,19 +167,18 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         _, worker = await loop.create_connection(lambda: Worker(self, index, process), sock=parent)
         self.workers[index] = worker
-        worker.send(
-            protocol.INIT,
-            {
-                "settings": self.settings.model_dump(mode="json", by_alias=True),
-                "runtime": self.runtime_name,
-                "chain": [result.to_dict() for result in self.chain],
-                "index": index,
-            },
-        )
+        init = {
+            "settings": self.settings.model_dump(mode="json", by_alias=True),
+            "runtime": self.runtime_name,
+            "chain": [result.to_dict() for result in self.chain],
+            "index": index,
+        }
+        worker.send(protocol.INIT, protocol.control(init))
         log.debug("worker %d started (pid %d)", index, process.pid)
 
     def on_ready(self, worker: Worker) -> None:
         worker.ready = worker.was_ready = True
+        self.ready.append(worker)
         self._crashes.pop(worker.index, None)
         if self.healthy and not self.loaded.is_set():
             self.loaded.set()
@@ -171,22 +205,23 @@ class WorkerPool:
             worker.kill()
         self._fail_waiters(ModelNotReady("model failed to load: %s" % reason))
 
+    def _retire(self, worker: Worker) -> None:
+        worker.ready = False
+        if worker in self.ready:
+            self.ready.remove(worker)
+
     def on_exit(self, worker: Worker) -> None:
         """The worker's socket closed: it exited, crashed, or was killed."""
         if self.workers.get(worker.index) is worker:
             del self.workers[worker.index]
-        worker.ready = False
-        if worker in self.idle:
-            self.idle.remove(worker)
-        if worker.pending is not None and not worker.pending.done():
-            worker.pending.set_exception(InternalError("the worker died while predicting"))
+        self._retire(worker)
+        worker.abandon(InternalError("the worker died while predicting"))
         asyncio.get_running_loop().run_in_executor(None, worker.process.wait)
         if self.stopping or self.failed_reason is not None:
             return
         if not worker.was_ready:
-            self.fail(
-                "worker %d exited during load (code %s)" % (worker.index, worker.process.poll())
-            )
+            code = worker.process.poll()
+            self.fail("worker %d exited during load (code %s)" % (worker.index, code))
             return
         crashes = self._crashes[worker.index] = self._crashes.get(worker.index, 0) + 1
         delay = min(0.1 * 2 ** (crashes - 1), 5.0)
@@ -199,6 +234,8 @@ class WorkerPool:
 
     async def stop(self, timeout: float = 5.0) -> None:
         self.stopping = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         self._fail_waiters(ModelNotReady("server is shutting down"))
         workers = list(self.workers.values())
         for worker in workers:
@@ -217,17 +254,34 @@ class WorkerPool:
 
     # --- requests ------------------------------------------------------------
 
-    async def submit(self, meta: List[Any], body: bytes) -> Reply:
-        worker = self.idle.popleft() if self.idle else await self._wait_for_worker()
+    def _pick(self) -> Optional[Worker]:
+        best = None
+        for worker in self.ready:
+            load = worker.load
+            if load == 0:
+                return worker
+            if load < DEPTH and (best is None or load < best.load):
+                best = worker
+        return best
+
+    async def submit(self, meta: bytes, body: bytes) -> Reply:
         loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        worker.pending = future
-        worker.send(protocol.REQUEST, meta, body)
-        timer = loop.call_later(self.settings.model_server_timeout, self._timed_out, worker, future)
-        try:
-            return await future
-        finally:
-            timer.cancel()
+        while True:
+            worker = self._pick()
+            if worker is None:
+                worker = await self._wait_for_worker()
+                worker.promised -= 1
+                if not worker.ready:
+                    continue  # it went away while this request was being woken
+            future = loop.create_future()
+            if not worker.inflight:
+                worker.head_started = time.monotonic()
+            worker.inflight.append(future)
+            worker.send(protocol.REQUEST, meta, body)
+            try:
+                return await future
+            except Retry:
+                continue
 
     async def _wait_for_worker(self) -> Worker:
         if self.failed_reason is not None:
@@ -238,50 +292,61 @@ class WorkerPool:
             raise ModelNotReady(
                 "too many requests waiting (EIKIT_MAX_QUEUE=%d)" % self.settings.max_queue
             )
-        loop = asyncio.get_running_loop()
-        waiter = loop.create_future()
-        self.waiters.append(waiter)
-        timer = loop.call_later(self.settings.model_server_timeout, self._expire, waiter)
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append((waiter, time.monotonic()))
         try:
             return await waiter
-        finally:
-            timer.cancel()
+        except asyncio.CancelledError:
+            # Cancelled after a worker was promised to it: give the slot back.
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                worker = waiter.result()
+                worker.promised -= 1
+                self.release(worker)
+            raise
 
     def release(self, worker: Worker) -> None:
-        if not worker.ready or worker.pending is not None:
-            return
-        while self.waiters:
-            waiter = self.waiters.popleft()
+        """``worker`` has room again: hand it to the oldest waiting request."""
+        while worker.ready and worker.load < DEPTH and self.waiters:
+            waiter, _ = self.waiters.popleft()
             if not waiter.done():
+                worker.promised += 1
                 waiter.set_result(worker)
-                return
-        self.idle.append(worker)
 
-    def _expire(self, waiter: asyncio.Future) -> None:
-        if not waiter.done():
-            waiter.set_exception(
-                ModelNotReady(
-                    "no worker became free within SAGEMAKER_MODEL_SERVER_TIMEOUT=%gs"
-                    % self.settings.model_server_timeout
+    # --- the watchdog: prediction and queue timeouts -----------------------------
+
+    def _schedule_watchdog(self) -> None:
+        interval = min(0.25, self.timeout / 4)
+        self._watchdog = asyncio.get_running_loop().call_later(interval, self._watch)
+
+    def _watch(self) -> None:
+        now = time.monotonic()
+        for worker in list(self.ready):
+            if worker.inflight and now - worker.head_started > self.timeout:
+                self._timed_out(worker)
+        while self.waiters and now - self.waiters[0][1] > self.timeout:
+            waiter, _ = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(
+                    ModelNotReady(
+                        "no worker became free within SAGEMAKER_MODEL_SERVER_TIMEOUT=%gs"
+                        % self.timeout
+                    )
                 )
-            )
+        if not self.stopping:
+            self._schedule_watchdog()
 
-    def _timed_out(self, worker: Worker, future: asyncio.Future) -> None:
-        if future.done():
-            return
-        future.set_exception(
+    def _timed_out(self, worker: Worker) -> None:
+        log.error("worker %d timed out (pid %d); replacing it", worker.index, worker.process.pid)
+        self._retire(worker)
+        worker.abandon(
             PredictionTimeout(
-                "prediction took longer than SAGEMAKER_MODEL_SERVER_TIMEOUT=%gs"
-                % self.settings.model_server_timeout
+                "prediction took longer than SAGEMAKER_MODEL_SERVER_TIMEOUT=%gs" % self.timeout
             )
         )
-        log.error("worker %d timed out (pid %d); replacing it", worker.index, worker.process.pid)
-        worker.pending = None
-        worker.ready = False
         worker.kill()
 
     def _fail_waiters(self, error: Exception) -> None:
         while self.waiters:
-            waiter = self.waiters.popleft()
+            waiter, _ = self.waiters.popleft()
             if not waiter.done():
                 waiter.set_exception(error)

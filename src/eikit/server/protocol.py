@@ -1,8 +1,15 @@
 """Frames between the frontend and a worker over a socketpair.
 
-A frame is a fixed header (type, request id, meta length, body length), a small JSON
-``meta`` and the raw body. The body travels as the client sent it and is decoded once, in
-the worker.
+A frame is a fixed header (type, request id, meta length, body length), a ``meta`` blob and
+the raw body. The body travels as the client sent it and is decoded once, in the worker.
+
+Requests and responses are the hot path, so their meta is plain bytes, not JSON:
+
+- request meta:  ``content_type NUL accept NUL headers``
+- response meta: ``status NUL content_type NUL headers``
+
+where ``headers`` is ``name:value`` pairs joined by newlines (HTTP forbids NUL and newlines
+in header fields, and ``:`` in names). Control frames (INIT, READY, FAILED) carry JSON.
 """
 
 from __future__ import annotations
@@ -10,35 +17,77 @@ from __future__ import annotations
 import json
 import socket
 import struct
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 HEADER = struct.Struct("!BIII")
 
-INIT = 1  # frontend -> worker: settings and the accelerator chain
-READY = 2  # worker -> frontend: model loaded
-FAILED = 3  # worker -> frontend: model did not load (meta: message)
-REQUEST = 4  # frontend -> worker: meta [content_type, accept, headers]
-RESPONSE = 5  # worker -> frontend: meta [status, content_type, headers, code]
+INIT = 1  # frontend -> worker: settings and the accelerator chain (JSON)
+READY = 2  # worker -> frontend: model loaded (JSON)
+FAILED = 3  # worker -> frontend: model did not load (JSON: message)
+REQUEST = 4  # frontend -> worker
+RESPONSE = 5  # worker -> frontend
 
 # Bodies above this are sent with their own send call rather than copied into one buffer.
 COPY_LIMIT = 64 * 1024
 
-Frame = Tuple[int, int, Any, bytes]
+Frame = Tuple[int, int, bytes, bytes]
 
 
-def pack_head(kind: int, request_id: int, meta: Any, body_len: int) -> bytes:
+def head(kind: int, request_id: int, meta: bytes, body_len: int) -> bytes:
     """Header and meta of a frame whose body (``body_len`` bytes) follows."""
-    meta_bytes = json.dumps(meta, separators=(",", ":")).encode()
-    return HEADER.pack(kind, request_id, len(meta_bytes), body_len) + meta_bytes
+    return HEADER.pack(kind, request_id, len(meta), body_len) + meta
 
 
-def send(sock: socket.socket, kind: int, request_id: int, meta: Any, body: bytes = b"") -> None:
+def control(payload: Dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def join_headers(pairs: Iterable[Tuple[bytes, bytes]]) -> bytes:
+    return b"\n".join([name + b":" + value for name, value in pairs])
+
+
+def split_headers(blob: bytes) -> List[Tuple[bytes, bytes]]:
+    if not blob:
+        return []
+    pairs = []
+    for line in blob.split(b"\n"):
+        name, _, value = line.partition(b":")
+        pairs.append((name, value))
+    return pairs
+
+
+def request_meta(content_type: bytes, accept: bytes, headers: bytes) -> bytes:
+    return content_type + b"\0" + accept + b"\0" + headers
+
+
+def parse_request_meta(meta: bytes) -> Tuple[Optional[str], Optional[str], bytes]:
+    content_type, accept, headers = meta.split(b"\0", 2)
+    return (
+        content_type.decode("latin-1") or None,
+        accept.decode("latin-1") or None,
+        headers,
+    )
+
+
+def response_meta(status: int, content_type: str, headers: Dict[str, str]) -> bytes:
+    blob = join_headers(
+        (str(k).encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()
+    )
+    return b"%d\0%s\0%s" % (status, content_type.encode("latin-1"), blob)
+
+
+def parse_response_meta(meta: bytes) -> Tuple[int, bytes, List[Tuple[bytes, bytes]]]:
+    status, content_type, headers = meta.split(b"\0", 2)
+    return int(status), content_type, split_headers(headers)
+
+
+def send(sock: socket.socket, kind: int, request_id: int, meta: bytes, body: bytes = b"") -> None:
     """Blocking send, for the worker side."""
-    head = pack_head(kind, request_id, meta, len(body))
+    start = head(kind, request_id, meta, len(body))
     if len(body) <= COPY_LIMIT:
-        sock.sendall(head + body)
+        sock.sendall(start + body)
     else:
-        sock.sendall(head)
+        sock.sendall(start)
         sock.sendall(body)
 
 
@@ -49,34 +98,50 @@ class FrameReader:
         self._file = sock.makefile("rb", buffering=256 * 1024)
 
     def read(self) -> Optional[Frame]:
-        head = self._file.read(HEADER.size)
-        if len(head) < HEADER.size:
+        start = self._file.read(HEADER.size)
+        if len(start) < HEADER.size:
             return None  # the frontend went away
-        kind, request_id, meta_len, body_len = HEADER.unpack(head)
-        meta = json.loads(self._file.read(meta_len)) if meta_len else None
+        kind, request_id, meta_len, body_len = HEADER.unpack(start)
+        meta = self._file.read(meta_len) if meta_len else b""
         body = self._file.read(body_len) if body_len else b""
-        if len(body) < body_len:
+        if len(meta) < meta_len or len(body) < body_len:
             return None
         return kind, request_id, meta, body
 
 
 class FrameBuffer:
-    """Incremental parser for the frontend side (fed from ``data_received``)."""
+    """Incremental parser for the frontend side (fed from ``data_received``).
+
+    A partial frame is accumulated until its announced length has arrived, so a large body
+    arriving in many chunks is copied once, not once per chunk.
+    """
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
+        self._pending = bytearray()
+        self._need = 0
 
-    def feed(self, data: bytes) -> list:
-        self._buffer += data
+    def feed(self, data: bytes) -> List[Frame]:
+        if self._pending:
+            self._pending += data
+            if len(self._pending) < self._need:
+                return []
+            data = bytes(self._pending)
+            self._pending = bytearray()
         frames = []
-        while len(self._buffer) >= HEADER.size:
-            kind, request_id, meta_len, body_len = HEADER.unpack_from(self._buffer)
-            end = HEADER.size + meta_len + body_len
-            if len(self._buffer) < end:
+        offset = 0
+        size = len(data)
+        while size - offset >= HEADER.size:
+            kind, request_id, meta_len, body_len = HEADER.unpack_from(data, offset)
+            meta_start = offset + HEADER.size
+            body_start = meta_start + meta_len
+            end = body_start + body_len
+            if end > size:
+                self._need = end - offset
                 break
-            meta_end = HEADER.size + meta_len
-            meta = json.loads(bytes(self._buffer[HEADER.size : meta_end])) if meta_len else None
-            body = bytes(self._buffer[meta_end:end])
-            del self._buffer[:end]
-            frames.append((kind, request_id, meta, body))
+            frames.append((kind, request_id, data[meta_start:body_start], data[body_start:end]))
+            offset = end
+        else:
+            self._need = HEADER.size
+        if offset < size:
+            self._pending = bytearray(data[offset:])
         return frames

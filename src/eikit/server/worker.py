@@ -6,6 +6,7 @@ socketpair. It never parses HTTP and exits when the frontend goes away.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import socket
@@ -79,8 +80,9 @@ def load_pipeline(
     raise RuntimeError("no accelerator to load on")
 
 
-def handle(pipeline: Pipeline, meta: List[Any], body: bytes) -> Tuple[List[Any], bytes]:
-    content_type, accept, headers = meta
+def handle(pipeline: Pipeline, meta: bytes, body: bytes) -> Tuple[bytes, bytes]:
+    """One request: response meta and body. Errors become their status, never a crash."""
+    content_type, accept, headers = protocol.parse_request_meta(meta)
     try:
         result = pipeline.invoke(body, content_type, accept, headers)
     except Exception as exc:
@@ -91,14 +93,13 @@ def handle(pipeline: Pipeline, meta: List[Any], body: bytes) -> Tuple[List[Any],
             log.error("request failed: %s", exc)
         else:
             log.info("request rejected (%d): %s", status, exc)
-        message = client_message(exc)
-        return [
-            status,
-            "application/json",
-            pipeline.context.get_response_headers(0),
-            code_of(exc),
-        ], error_body(message, code_of(exc))
-    return [200, result.content_type, result.headers, None], result.body
+        code = code_of(exc)
+        headers_out = pipeline.context.get_response_headers(0)
+        return (
+            protocol.response_meta(status, "application/json", headers_out),
+            error_body(client_message(exc), code),
+        )
+    return protocol.response_meta(200, result.content_type, result.headers), result.body
 
 
 def serve_forever(sock: socket.socket) -> int:
@@ -106,7 +107,7 @@ def serve_forever(sock: socket.socket) -> int:
     init = reader.read()
     if init is None or init[0] != protocol.INIT:
         return 2
-    meta: Dict[str, Any] = init[2]
+    meta: Dict[str, Any] = json.loads(init[2])
     settings = Settings(**meta["settings"])
     index = int(meta["index"])
     logs.configure(settings.log_level, role="worker-%d" % index)
@@ -115,13 +116,16 @@ def serve_forever(sock: socket.socket) -> int:
         pipeline = load_pipeline(settings, meta["runtime"], chain, index)
     except Exception as exc:
         log.error("model load failed:\n%s", traceback.format_exc().rstrip())
-        protocol.send(sock, protocol.FAILED, 0, {"message": "%s: %s" % (type(exc).__name__, exc)})
+        message = "%s: %s" % (type(exc).__name__, exc)
+        protocol.send(sock, protocol.FAILED, 0, protocol.control({"message": message}))
         return 1
     protocol.send(
         sock,
         protocol.READY,
         0,
-        {"accelerator": pipeline.context.accelerator, "device": pipeline.context.device},
+        protocol.control(
+            {"accelerator": pipeline.context.accelerator, "device": pipeline.context.device}
+        ),
     )
     while True:
         frame = reader.read()
