@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import itertools
 import logging
 import weakref
 from pathlib import Path
@@ -21,6 +22,14 @@ from eikit_pytorch.loading import find_model_file, load_torchscript
 from eikit_pytorch.tensors import to_inputs, to_numpy
 
 log = logging.getLogger(__name__)
+
+
+def match_float(tensor: Any, dtype: Any) -> Any:
+    """Floating inputs take the model's floating dtype: float64 NPY into a float32 model
+    (or JSON's float32 into a float64 one) would otherwise fail in the forward call."""
+    if dtype is not None and tensor.is_floating_point() and tensor.dtype != dtype:
+        return tensor.to(dtype)
+    return tensor
 
 
 def import_package(name: str) -> Any:
@@ -48,6 +57,7 @@ class TorchSession(ModelSession):
         # inference_mode is torch >= 1.9; the EI builds (1.3.1, 1.5.1) have only no_grad.
         self._grad_off = getattr(torch, "inference_mode", None) or torch.no_grad
         self._prepared: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._dtypes: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self.start()
 
     def start(self) -> None:
@@ -97,13 +107,30 @@ class TorchSession(ModelSession):
 
     # --- predict_fn ---
     def predict(self, model: Any, data: Any) -> Any:
-        inputs = [self.to_device(tensor) for tensor in to_inputs(data)]
+        dtype = self._float_dtype(model)
+        inputs = [self.to_device(match_float(tensor, dtype)) for tensor in to_inputs(data)]
         with self._grad_off(), self.execution():
             output = model(*inputs)
         return to_numpy(output)
 
     def to_device(self, tensor: Any) -> Any:
         return tensor
+
+    def _float_dtype(self, model: Any) -> Any:
+        """The floating dtype of the model's parameters (cached per model), or None."""
+        try:
+            return self._dtypes[model]
+        except (KeyError, TypeError):
+            pass
+        dtype = None
+        if isinstance(model, self.torch.nn.Module):
+            for tensor in itertools.chain(model.parameters(), model.buffers()):
+                if tensor.is_floating_point():
+                    dtype = tensor.dtype
+                    break
+        with contextlib.suppress(TypeError):
+            self._dtypes[model] = dtype
+        return dtype
 
     def execution(self) -> ContextManager[Any]:
         """The context the forward call runs in."""

@@ -79,3 +79,30 @@ def test_boto3_sees_client_errors_as_model_errors(tree, start):
     with pytest.raises(client.exceptions.ClientError) as info:
         client.invoke_endpoint(EndpointName="local", Body=b"x", ContentType="image/png")
     assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 415
+
+
+def test_sagemaker_sdk_serializers_and_local_runtime_client(tree, start, monkeypatch):
+    monkeypatch.setenv("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+    serializers = pytest.importorskip("sagemaker.serializers")
+    deserializers = pytest.importorskip("sagemaker.deserializers")
+    from sagemaker.local.local_session import LocalSagemakerRuntimeClient
+
+    endpoint = start(tree)
+    client = LocalSagemakerRuntimeClient({"local": {"serving_port": endpoint.server.port}})
+    rows = [[1.0, 2.0, 3.0, 4.0], [0.5, 0.5, 0.5, 0.5]]
+    cases = [
+        (serializers.JSONSerializer(), deserializers.JSONDeserializer(), rows),
+        (serializers.CSVSerializer(), deserializers.JSONDeserializer(), rows),
+        (serializers.NumpySerializer(), deserializers.NumpyDeserializer(), np.array(rows)),
+        (serializers.JSONLinesSerializer(), deserializers.JSONLinesDeserializer(), rows),
+    ]
+    for serializer, deserializer, data in cases:
+        accept = deserializer.ACCEPT[0]
+        response = client.invoke_endpoint(
+            Body=serializer.serialize(data),
+            EndpointName="local",
+            ContentType=serializer.CONTENT_TYPE,
+            Accept=accept,
+        )
+        result = deserializer.deserialize(response["Body"], response["ContentType"])
+        assert np.allclose(np.asarray(result, dtype=np.float32), expected(rows)), serializer

@@ -322,7 +322,7 @@ def test_buildspec_logs_in_to_ecr_builds_tests_and_pushes() -> None:
     build = "\n".join(phase_commands(data, "build"))
     assert 'scripts/build-image "$framework" "$target"' in build
     assert "for framework in $FRAMEWORKS" in build and "for target in $TARGETS" in build
-    assert "pytest tests/unit" in build and "hadolint" in build and "mypy" in build
+    assert "scripts/lint" in build and "hadolint" in build and "tests/unit" in build
     post = "\n".join(phase_commands(data, "post_build"))
     assert "CODEBUILD_BUILD_SUCCEEDING" in post
     assert "-m container" in post

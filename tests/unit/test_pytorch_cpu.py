@@ -245,3 +245,23 @@ def test_cpu_probes_leave_torch_unimported(tmp_path: Path) -> None:
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=60)
+
+
+def test_floating_inputs_take_the_models_floating_dtype(session: TorchSession) -> None:
+    float32_model = session.prepare(scripted(torch.nn.Linear(3, 1)))
+    out = session.predict(float32_model, np.ones((2, 3), dtype=np.float64))
+    assert out.dtype == np.float32 and out.shape == (2, 1)
+    float64_model = session.prepare(scripted(torch.nn.Linear(3, 1).double()))
+    out = session.predict(float64_model, np.ones((2, 3), dtype=np.float32))
+    assert out.dtype == np.float64
+
+    class Lookup(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.table = torch.nn.Embedding(10, 2)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return self.table(ids)
+
+    ids = np.array([[1, 2, 3]], dtype=np.int64)  # integer inputs are never cast
+    assert session.predict(session.prepare(scripted(Lookup())), ids).shape == (1, 3, 2)

@@ -264,6 +264,8 @@ class ContainerEndpoint:
                 logger.info("container %s ready at %s", self._short_id(), self.url)
                 return
             if not self.running():
+                if self._log_thread is not None:
+                    self._log_thread.join(timeout=5)  # the stream ends with the container
                 raise ContainerError(
                     "container exited with code %s before /ping answered 200\n%s"
                     % (self._exit_code, self.log_tail())
