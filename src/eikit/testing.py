@@ -26,6 +26,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -210,14 +211,19 @@ def _start_process(
     log_path = work / "server.log"
     log_file: IO[bytes] = open(log_path, "wb")  # noqa: SIM115 - closed by stop()
     server: Optional[ServerProcess] = None
+    kept: List[str] = []  # the log, once the folder is gone
 
     def logs() -> str:
+        if kept:
+            return kept[0]
         log_file.flush()
         return log_path.read_bytes().decode("utf-8", "replace")
 
     def stop() -> Optional[int]:
         code = server.stop() if server is not None else None
+        text = logs()
         log_file.close()
+        kept.append(text)
         if os.environ.get("EIKIT_KEEP_ENDPOINT_DIRS") is None:
             shutil.rmtree(str(work), ignore_errors=True)
         return code
@@ -233,22 +239,32 @@ def _start_process(
         raise
     endpoint = Endpoint(server.url, "process", stop, logs, process=server)
     if wait:
-        status = server.wait_ready(timeout=startup_timeout)
-        if status != 200:
-            text = logs()
-            exited = server.process is not None and server.process.poll() is not None
+        problem = _wait_process(server, startup_timeout)
+        if problem:
             endpoint.stop()
             raise EndpointError(
-                "eikit serve %s (last /ping: %s)\n--- server log ---\n%s"
-                % (
-                    "exited with code %s" % endpoint.exit_code
-                    if exited
-                    else "not ready after %.0f s" % startup_timeout,
-                    status or "no answer",
-                    _tail(text),
-                )
+                "eikit serve %s\n--- server log ---\n%s" % (problem, _tail(endpoint.logs()))
             )
     return endpoint
+
+
+def _wait_process(server: ServerProcess, timeout: float) -> Optional[str]:
+    """Poll /ping until 200 (None), or say why it never will (exit, failed load, time)."""
+    from eikit.images.container import LOAD_FAILED, probe_ping
+
+    deadline = time.monotonic() + timeout
+    while True:
+        status, reason = probe_ping(server.url)
+        if status == 200:
+            return None
+        code = server.process.poll() if server.process is not None else None
+        if code is not None:
+            return "exited with code %s" % code
+        if reason.startswith(LOAD_FAILED):
+            return reason
+        if time.monotonic() > deadline:
+            return "not ready after %.0f s (last /ping: %s)" % (timeout, status or "no answer")
+        time.sleep(0.05)
 
 
 def _start_container(

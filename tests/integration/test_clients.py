@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+
 from tests.integration.conftest import expected
 
 boto3 = pytest.importorskip("boto3")

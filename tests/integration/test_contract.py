@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import requests
+
 from tests.integration.conftest import expected
 
 ROWS = [[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0]]

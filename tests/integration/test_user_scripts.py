@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 import requests
+
 from tests.integration.conftest import expected
 
 AWS_STYLE = """

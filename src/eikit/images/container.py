@@ -9,6 +9,7 @@ after a grace period, SIGKILL.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -20,7 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Type, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, Union
 
 from eikit.images.build import ENGINE_HINT, EngineUnavailable
 
@@ -35,6 +36,8 @@ PASSTHROUGH_PREFIXES = ("SAGEMAKER_", "EIKIT_")
 STARTUP_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30
 POLL_S = 0.1
+# How the server's /ping 503 body says the model will never load (eikit.server.boot).
+LOAD_FAILED = "model failed to load"
 MAX_LOG_LINES = 20000
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -42,6 +45,22 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 class ContainerError(RuntimeError):
     """The container could not start, or stopped, or never became ready."""
+
+
+def probe_ping(url: str, timeout: float = 2.0) -> Tuple[int, str]:
+    """``(status, reason)`` of GET ``url``/ping: status 0 when nothing answers; ``reason`` is
+    the error of a 503's JSON body (``model loading: ...``, ``model failed to load: ...``)."""
+    try:
+        with urllib.request.urlopen(url + "/ping", timeout=timeout) as response:
+            return int(response.status), ""
+    except urllib.error.HTTPError as error:
+        try:
+            reason = str(json.loads(error.read() or b"{}").get("error") or "")
+        except (ValueError, AttributeError, OSError):
+            reason = ""
+        return int(error.code), reason
+    except OSError:
+        return 0, ""
 
 
 def passthrough_env(environ: Mapping[str, str]) -> Dict[str, str]:
@@ -259,10 +278,12 @@ class ContainerEndpoint:
         deadline = time.monotonic() + limit
         last: Optional[int] = None
         while True:
-            last = self.ping()
+            last, reason = probe_ping(self.url)
             if last == 200:
                 logger.info("container %s ready at %s", self._short_id(), self.url)
                 return
+            if reason.startswith(LOAD_FAILED):
+                raise ContainerError("%s\n%s" % (reason, self.log_tail()))
             if not self.running():
                 if self._log_thread is not None:
                     self._log_thread.join(timeout=5)  # the stream ends with the container
@@ -279,13 +300,7 @@ class ContainerEndpoint:
 
     def ping(self, timeout: float = 2.0) -> int:
         """The status of GET /ping, or 0 when nothing answers."""
-        try:
-            with urllib.request.urlopen(self.url + "/ping", timeout=timeout) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as error:
-            return int(error.code)
-        except OSError:
-            return 0
+        return probe_ping(self.url, timeout)[0]
 
     def running(self) -> bool:
         if self._container is None:
