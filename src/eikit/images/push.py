@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+PROGRESS_EVERY_S = 5.0
+
 
 class PushError(RuntimeError):
     """A push, a login or an ECR call failed; the message says which and why."""
@@ -140,8 +142,23 @@ class PushProgress:
     reference: str
     layers: Dict[str, str] = field(default_factory=dict)
     sizes: Dict[str, int] = field(default_factory=dict)
+    sent: Dict[str, int] = field(default_factory=dict)
     digest: Optional[str] = None
     size: Optional[int] = None
+    _last_beat: float = field(default_factory=time.monotonic)
+
+    def _heartbeat(self) -> None:
+        """A line every few seconds while big layers upload."""
+        now = time.monotonic()
+        if now - self._last_beat < PROGRESS_EVERY_S:
+            return
+        self._last_beat = now
+        logger.info(
+            "%s: %.0f of %.0f MB sent",
+            self.reference,
+            sum(self.sent.values()) / 1e6,
+            sum(self.sizes.values()) / 1e6,
+        )
 
     def feed(self, chunk: Mapping[str, Any]) -> None:
         if "error" in chunk or "errorDetail" in chunk:
@@ -162,19 +179,19 @@ class PushProgress:
         detail = chunk.get("progressDetail") or {}
         if detail.get("total"):
             self.sizes[layer] = int(detail["total"])
+            self.sent[layer] = int(detail.get("current") or 0)
         if status == "Pushing" or self.layers.get(layer) == status:
             self.layers[layer] = status
+            self._heartbeat()
             return
         self.layers[layer] = status
         if _is_done(status):
             done = sum(1 for s in self.layers.values() if _is_done(s))
+            what = status[0].lower() + status[1:]
+            if what.startswith("layer "):
+                what = what[len("layer ") :]
             logger.info(
-                "%s: layer %s: %s (%d/%d)",
-                self.reference,
-                layer,
-                status.lower(),
-                done,
-                len(self.layers),
+                "%s: layer %s: %s (%d/%d)", self.reference, layer, what, done, len(self.layers)
             )
         else:
             logger.debug("%s: layer %s: %s", self.reference, layer, status)
