@@ -460,7 +460,7 @@ def serve_container(
     try:
         endpoint.start()
         endpoint.wait_ready()
-        logger.info("serving %s at %s; Ctrl-C stops it", image, endpoint.url)
+        _to_stderr("eikit: %s serving at %s; Ctrl-C stops it" % (image, endpoint.url))
         code = endpoint.wait()
         if code != 0:
             logger.error("container exited with code %d", code)
