@@ -158,26 +158,32 @@ def _fmt(x: float | None, spec: str) -> str:
     return format(x, spec)
 
 
+# (header, width, source, key, format): source "s" = server point, "i" = in-process, "r" = row
+_COLUMNS = [
+    ("server req/s", 12, "s", "rps", ",.1f"),
+    ("in-proc req/s", 13, "i", "rps", ",.1f"),
+    ("ratio", 6, "r", "ratio", ".3f"),
+    ("p50 ms", 8, "s", "p50_ms", ".2f"),
+    ("p99 ms", 8, "s", "p99_ms", ".2f"),
+    ("in-proc p50", 11, "i", "p50_ms", ".3f"),
+    ("srv CPU ms/req", 14, "s", "server_cpu_ms_per_req", ".3f"),
+    ("in-proc CPU", 11, "i", "cpu_ms_per_req", ".3f"),
+    ("other cores", 11, "s", "other_cores", ".2f"),
+]
+
+
 def format_table(rows: List[Dict[str, Any]]) -> str:
-    """One line per (model, concurrency): server vs. in-process req/s, ratio, latency."""
-    head = (
-        f"{'model':<9} {'conc':>4} {'server req/s':>12} {'in-proc req/s':>13} {'ratio':>6} "
-        f"{'p50 ms':>8} {'p99 ms':>8} {'in-proc p50':>11} {'srv CPU ms/req':>14} {'errors':>6}"
-    )
+    """One line per (model, concurrency): server vs. in-process req/s, ratio, latency, CPU."""
+    head = f"{'model':<9} {'conc':>4} " + " ".join(f"{h:>{w}}" for h, w, *_ in _COLUMNS)
+    head += f" {'errors':>6}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        s = r.get("server") or {}
-        ip = r.get("inprocess") or {}
-        errs = sum((s.get("errors") or {}).values()) if s else None
+        src = {"s": r.get("server") or {}, "i": r.get("inprocess") or {}, "r": r}
+        errs = sum((src["s"].get("errors") or {}).values()) if src["s"] else None
+        cells = " ".join(f"{_fmt(src[k].get(key), f):>{w}}" for _h, w, k, key, f in _COLUMNS)
         note = f"  {r['error']}" if r.get("error") else ""
-        lines.append(
-            f"{r['model']:<9} {r['concurrency']:>4} {_fmt(s.get('rps'), ',.1f'):>12} "
-            f"{_fmt(ip.get('rps'), ',.1f'):>13} {_fmt(r.get('ratio'), '.3f'):>6} "
-            f"{_fmt(s.get('p50_ms'), '.2f'):>8} {_fmt(s.get('p99_ms'), '.2f'):>8} "
-            f"{_fmt(ip.get('p50_ms'), '.3f'):>11} "
-            f"{_fmt(s.get('server_cpu_ms_per_req'), '.3f'):>14} "
-            f"{'-' if errs is None else errs:>6}{note}"
-        )
+        err_cell = "-" if errs is None else str(errs)
+        lines.append(f"{r['model']:<9} {r['concurrency']:>4} {cells} {err_cell:>6}{note}")
     return "\n".join(lines)
 
 
@@ -403,7 +409,7 @@ def bench_model(
             try:
                 res = measure_point(s, spec, wrk, script, c, a)
             except Exception as e:
-                if s.proc is None or s.proc.poll() is None:
+                if not s.gone(grace=10):
                     raise
                 # Something outside the bench stopped the server (seen on shared machines:
                 # a stray SIGTERM). Say so, restart it once, repeat the point.
@@ -458,7 +464,7 @@ def measure_point(
     m1 = machine_cpu()
     wrk1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu1 = {p: srv.cpu_times(p) for p in pids}
-    if s.proc is not None and s.proc.poll() is not None:
+    if s.gone(grace=5 if load.total_errors(res) else 0):
         raise RuntimeError(f"server exited during the point (code {s.proc.returncode})")
     res.update(cpu_accounting(pids, cpu0, cpu1, wrk0, wrk1, res["requests"]))
     res.update(other_load(m0, m1, res["server_cpu_s"] + res["wrk_cpu_s"]))

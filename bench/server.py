@@ -166,6 +166,18 @@ class Server:
             + self.log_tail()
         )
 
+    def gone(self, grace: float = 0.0) -> bool:
+        """True if the server process has exited (waiting up to ``grace`` s for it to)."""
+        if self.proc is None:
+            return True
+        if grace <= 0:
+            return self.proc.poll() is not None
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     def pids(self) -> List[int]:
         if not self.proc:
             return []

@@ -75,6 +75,7 @@ def cmd_local(args: argparse.Namespace) -> int:
     if args.image:
         from eikit.images.container import serve_container
 
+        args.host = args.host or "127.0.0.1"  # host networking: don't listen on every interface
         return serve_container(
             args.image,
             model,

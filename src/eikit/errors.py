@@ -64,6 +64,13 @@ class ModelNotReady(EikitError):
     code = "model_not_ready"
 
 
+class ModelLoadFailed(EikitError):
+    """The model did not load; /ping stays 503 with this code until the server is replaced."""
+
+    status = 503
+    code = "model_load_failed"
+
+
 class PredictionTimeout(EikitError):
     status = 504
     code = "prediction_timeout"

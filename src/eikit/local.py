@@ -116,7 +116,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 def wait_for_ping(url: str, deadline: float, process: Optional[subprocess.Popen] = None) -> int:
     """Poll ``url``/ping until 200; returns the last status seen (0: no answer).
 
-    Stops early if ``process`` exits. Polls at a short interval, never a fixed sleep.
+    Stops early if ``process`` exits or the server says the model failed to load. Polls at a
+    short interval, never a fixed sleep.
     """
     status = 0
     while time.monotonic() < deadline:
@@ -127,6 +128,8 @@ def wait_for_ping(url: str, deadline: float, process: Optional[subprocess.Popen]
                 status = response.status
         except urllib.error.HTTPError as error:
             status = error.code
+            if b"model_load_failed" in error.read():
+                return status
         except OSError:
             status = 0
         if status == 200:

@@ -129,12 +129,13 @@ def test_missing_wrk_says_how_to_install() -> None:
 
 
 def _rows() -> list:
-    ip = {"rps": 20000.0, "p50_ms": 0.05, "p99_ms": 0.1}
+    ip = {"rps": 20000.0, "p50_ms": 0.05, "p99_ms": 0.1, "cpu_ms_per_req": 0.045}
     srv = {
         "rps": 7000.0,
         "p50_ms": 2.2,
         "p99_ms": 7.5,
         "server_cpu_ms_per_req": 0.25,
+        "other_cores": 0.05,
         "errors": {"connect": 0, "read": 0, "write": 0, "status": 0, "timeout": 0},
     }
     return [
@@ -157,7 +158,7 @@ def test_format_table() -> None:
     assert set(lines[1]) == {"-"}
     mlp = lines[2].split()
     assert mlp[:5] == ["mlp", "16", "7,000.0", "20,000.0", "0.350"]
-    assert mlp[5:10] == ["2.20", "7.50", "0.050", "0.250", "0"]
+    assert mlp[5:12] == ["2.20", "7.50", "0.050", "0.250", "0.045", "0.05", "0"]
     rn = lines[3]
     assert rn.split()[:5] == ["resnet18", "16", "-", "43.0", "-"]
     assert "server failed" in rn

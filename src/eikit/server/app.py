@@ -15,6 +15,7 @@ from typing import Any, Awaitable, Callable, Dict, List, MutableMapping, Optiona
 from eikit.errors import (
     EikitError,
     InternalError,
+    ModelLoadFailed,
     ModelNotReady,
     PayloadTooLarge,
     code_of,
@@ -100,7 +101,8 @@ class App:
         if pool is not None and pool.healthy:
             await reply(send, 200, b"")
             return
-        await reply(send, 503, error_body(self.boot.status(), ModelNotReady.code))
+        code = ModelLoadFailed.code if self.boot.failed else ModelNotReady.code
+        await reply(send, 503, error_body(self.boot.status(), code))
 
     async def execution_parameters(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = {
@@ -126,7 +128,8 @@ class App:
             body = await self._read_body(receive, length)
             pool = self.boot.pool
             if pool is None:
-                raise ModelNotReady(self.boot.status())
+                failed = self.boot.failed
+                raise (ModelLoadFailed if failed else ModelNotReady)(self.boot.status())
             meta = protocol.request_meta(content_type, accept, protocol.join_headers(headers))
             response_meta, answer = await pool.submit(meta, body)
         except asyncio.CancelledError:

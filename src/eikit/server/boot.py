@@ -30,6 +30,12 @@ class Boot:
         self.error: Optional[str] = None
         self._task: Optional[asyncio.Task] = None
 
+    @property
+    def failed(self) -> bool:
+        return self.error is not None or (
+            self.pool is not None and self.pool.failed_reason is not None
+        )
+
     def status(self) -> str:
         if self.error is not None:
             return "model failed to load: %s" % self.error

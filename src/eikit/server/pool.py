@@ -20,7 +20,7 @@ from collections import deque
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from eikit.accelerators import ProbeResult
-from eikit.errors import InternalError, ModelNotReady, PredictionTimeout
+from eikit.errors import InternalError, ModelLoadFailed, ModelNotReady, PredictionTimeout
 from eikit.server import protocol
 from eikit.settings import Settings
 
@@ -203,7 +203,7 @@ class WorkerPool:
         self.loaded.set()
         for worker in list(self.workers.values()):
             worker.kill()
-        self._fail_waiters(ModelNotReady("model failed to load: %s" % reason))
+        self._fail_waiters(ModelLoadFailed("model failed to load: %s" % reason))
 
     def _retire(self, worker: Worker) -> None:
         worker.ready = False
@@ -285,7 +285,7 @@ class WorkerPool:
 
     async def _wait_for_worker(self) -> Worker:
         if self.failed_reason is not None:
-            raise ModelNotReady("model failed to load: %s" % self.failed_reason)
+            raise ModelLoadFailed("model failed to load: %s" % self.failed_reason)
         if not self.loaded.is_set():
             raise ModelNotReady("model is still loading")
         if len(self.waiters) >= self.settings.max_queue:
