@@ -82,6 +82,27 @@ def cpu_times(pid: int) -> Tuple[float, float] | None:
     return int(fields[11]) / _TICK, int(fields[12]) / _TICK
 
 
+def wait_idle(pids: List[int], timeout: float = 30.0, interval: float = 0.1) -> float:
+    """Wait until ``pids`` together use under 20% of a core over ``interval``; seconds waited.
+
+    After a load run ends, the server may still be working through requests queued by
+    clients that have gone away; the next measurement must not start on top of them.
+    """
+    t0 = time.monotonic()
+
+    def total() -> float:
+        return sum(sum(t) for t in (cpu_times(p) for p in pids) if t is not None)
+
+    before = total()
+    while time.monotonic() - t0 < timeout:
+        time.sleep(interval)  # a sampling interval, not a guess at readiness
+        now = total()
+        if now - before < 0.2 * interval:
+            break
+        before = now
+    return time.monotonic() - t0
+
+
 def describe(pid: int) -> str:
     """A short label for a process: its command line, trimmed."""
     try:

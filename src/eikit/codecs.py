@@ -8,6 +8,7 @@ Accept header naming nothing we can produce is ``NotAcceptable`` (406).
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -35,6 +36,7 @@ ALIASES = {
 }
 
 
+@functools.lru_cache(maxsize=256)
 def media_type(header: Optional[str]) -> str:
     """``'Application/JSON; charset=utf-8'`` -> ``'application/json'``."""
     if not header:
@@ -202,10 +204,11 @@ ENCODERS: Dict[str, Callable[[Any], bytes]] = {
 }
 
 
-def parse_accept(accept: Optional[str]) -> List[str]:
+@functools.lru_cache(maxsize=256)
+def parse_accept(accept: Optional[str]) -> Tuple[str, ...]:
     """The media types in an Accept header, in the order given (q-values respected)."""
     if not accept:
-        return []
+        return ()
     ranked: List[Tuple[float, int, str]] = []
     for position, part in enumerate(accept.split(",")):
         pieces = part.split(";")
@@ -220,7 +223,7 @@ def parse_accept(accept: Optional[str]) -> List[str]:
         kind = media_type(pieces[0])
         if kind and quality > 0:
             ranked.append((-quality, position, kind))
-    return [kind for _, _, kind in sorted(ranked)]
+    return tuple(kind for _, _, kind in sorted(ranked))
 
 
 def is_default_accept(accept: Optional[str]) -> bool:

@@ -170,7 +170,9 @@ def test_target_lines() -> None:
     rows = _rows()
     rows[1].update(server={"rps": 40.0}, ratio=40.0 / 43.0, error=None)
     lines = run.target_lines(rows)
-    assert any(ln.startswith("resnet18") and "NOT MET" in ln for ln in lines)
+    assert any(ln.startswith("resnet18 c=16") and "NOT MET" in ln for ln in lines)
+    rows[1].update(concurrency=1)  # one request at a time uses one worker: no target
+    assert not any(ln.startswith("resnet18") for ln in run.target_lines(rows))
 
 
 def test_rows_of_ratio_and_errors() -> None:

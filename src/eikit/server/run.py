@@ -49,6 +49,8 @@ def serve(settings: Settings) -> int:
         timeout_graceful_shutdown=int(settings.graceful_timeout),
         timeout_keep_alive=75,  # above SageMaker's 60 s idle timeout, as AWS recommends
         server_header=False,
+        date_header=False,
+        proxy_headers=False,  # SageMaker's front door talks to the container directly
     )
     server = _Server(config)
     server.run()
