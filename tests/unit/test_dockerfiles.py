@@ -320,13 +320,13 @@ def test_buildspec_logs_in_to_ecr_builds_tests_and_pushes() -> None:
     pre = "\n".join(phase_commands(data, "pre_build"))
     assert re.search(r"aws ecr get-login-password .*\| docker login .*--password-stdin", pre)
     build = "\n".join(phase_commands(data, "build"))
-    assert 'scripts/build-image "$framework" "$target"' in build
+    assert 'scripts/build-image --framework "$framework" --target "$target"' in build
     assert "for framework in $FRAMEWORKS" in build and "for target in $TARGETS" in build
     assert "scripts/lint" in build and "hadolint" in build and "tests/unit" in build
     post = "\n".join(phase_commands(data, "post_build"))
     assert "CODEBUILD_BUILD_SUCCEEDING" in post
     assert "-m container" in post
-    assert 'scripts/push-image "$framework" "$target"' in post
+    assert "scripts/push-image --repository" in post
     assert post.index("-m container") < post.index("scripts/push-image")
 
 
@@ -336,3 +336,50 @@ def test_buildspec_commands_are_valid_bash() -> None:
         for command in phase_commands(data, phase):
             result = subprocess.run(["bash", "-n"], input=command, capture_output=True, text=True)
             assert result.returncode == 0, "%s: %s\n%s" % (phase, command, result.stderr)
+
+
+def _script_calls(text: str, script: str) -> List[List[str]]:
+    """Arguments of every ``scripts/NAME ...`` line, with the loop variables filled in."""
+    import shlex
+
+    values = {
+        "$framework": "pytorch",
+        "$target": "cpu",
+        "$ECR_REPOSITORY": "eikit",
+        "$AWS_DEFAULT_REGION": "us-east-1",
+        "$tag": "pytorch-2.13-cpu-py311",
+    }
+    calls = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith(script + " "):
+            for name, value in values.items():
+                line = line.replace('"%s"' % name, value)
+            calls.append(shlex.split(line)[1:])
+    return calls
+
+
+def test_buildspec_calls_the_scripts_with_arguments_they_accept() -> None:
+    """The flags CodeBuild passes are the ones `eikit build` / `eikit push` parse."""
+    from eikit.cli import build_parser
+
+    data = buildspec()
+    build = "\n".join(phase_commands(data, "build"))
+    post = "\n".join(phase_commands(data, "post_build"))
+    builds = _script_calls(build, "scripts/build-image")
+    pushes = _script_calls(post, "scripts/push-image")
+    assert builds and pushes
+    parser = build_parser()
+    for args in builds:
+        parsed = parser.parse_args(["build"] + [a for a in args if a != "--offline"])
+        assert (parsed.framework, parsed.target) == ("pytorch", "cpu")
+    for args in pushes:
+        parsed = parser.parse_args(["push"] + args)
+        assert parsed.repository == "eikit" and parsed.region == "us-east-1"
+    tag = subprocess.run(
+        [sys.executable, "-m", "eikit.images.matrix", "pytorch", "cpu"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert tag == "pytorch-2.13-cpu-py311"

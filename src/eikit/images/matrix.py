@@ -164,3 +164,10 @@ def _inside(root: Path, wheelhouse: Path) -> str:
 def _check(name: str, known: Tuple[str, ...], what: str) -> None:
     if name not in known:
         raise ValueError("unknown %s %r; choose one of: %s" % (what, name, ", ".join(known)))
+
+
+if __name__ == "__main__":
+    # `python -m eikit.images.matrix FRAMEWORK TARGET` prints the tag (for shell scripts).
+    import sys
+
+    print(image_spec(sys.argv[1], sys.argv[2]).tag)
