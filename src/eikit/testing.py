@@ -20,7 +20,6 @@ Outside pytest, ``start_endpoint(...)`` does the same and returns an ``Endpoint`
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -45,8 +44,7 @@ from typing import (
     Union,
 )
 
-# Not a plain import: mypy (python_version 3.8) would parse pytest's 3.9+ sources and fail.
-pytest: Any = importlib.import_module("pytest")
+import pytest
 
 if TYPE_CHECKING:
     from eikit.images.container import ContainerEndpoint
