@@ -57,12 +57,12 @@ def make_handler(model: Any, content_type: str) -> Callable[[bytes], bytes]:
     return handle
 
 
-def load_model(path: str) -> Any:
+def load_model(path: str, threads: int = 1) -> Any:
     import warnings
 
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         model = torch.jit.load(path, map_location="cpu")
@@ -109,10 +109,11 @@ def _child(argv: List[str]) -> int:
     p.add_argument("--content-type", required=True)
     p.add_argument("--seconds", type=float, required=True)
     p.add_argument("--warmup", type=float, default=1.0)
+    p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
     # Self-destruct if the parent never says go or the loop somehow overruns.
     signal.alarm(int(a.seconds + a.warmup + 300))
-    handle = make_handler(load_model(a.model), a.content_type)
+    handle = make_handler(load_model(a.model, a.threads), a.content_type)
     body = Path(a.body).read_bytes()
     out = handle(body)
     json.loads(out)  # sanity
@@ -135,6 +136,7 @@ def run_parallel(
     seconds: float,
     processes: int = 2,
     warmup: float = 1.0,
+    threads: int = 1,
     python: str | None = None,
     machine_snapshot: Callable[[], Dict[str, float]] | None = None,
 ) -> Dict[str, Any]:
@@ -152,6 +154,8 @@ def run_parallel(
         str(seconds),
         "--warmup",
         str(warmup),
+        "--threads",
+        str(threads),
     ]
     env = dict(os.environ)
     env.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")

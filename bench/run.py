@@ -345,6 +345,7 @@ def bench_model(
             a.duration,
             a.workers,
             warmup=a.warmup,
+            threads=a.threads,
             machine_snapshot=machine_cpu,
         )
         ip.update(
@@ -550,6 +551,21 @@ def main(argv: List[str] | None = None) -> int:
             )
     for line in target_lines(rows):
         print(line)
+    noisy = [
+        f"{r['model']} c={r['concurrency']}"
+        for r in rows
+        if ((r.get("server") or {}).get("other_cores") or 0) > 0.2
+    ]
+    noisy += [
+        f"{r['model']} in-process"
+        for r in results
+        if ((r.get("inprocess") or {}).get("other_cores") or 0) > 0.2
+    ]
+    if noisy:
+        print(f"NOISY (other processes used > 0.2 cores): {', '.join(noisy)}; rerun to confirm")
+    restarted = [r["model"] for r in results if (r.get("server") or {}).get("restarts")]
+    if restarted:
+        print(f"server exited on its own and was restarted during: {', '.join(restarted)}")
     if a.out:
         doc = {"machine": facts, "config": config, "models": results, "table": rows}
         a.out.parent.mkdir(parents=True, exist_ok=True)

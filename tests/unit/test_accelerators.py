@@ -51,3 +51,16 @@ def test_neuron_nodes_are_found_under_the_device_root(tmp_path):
     (tmp_path / "neuron1").touch()
     (tmp_path / "null").touch()
     assert [p.name for p in neuron_device_nodes(tmp_path)] == ["neuron0", "neuron1"]
+
+
+def test_default_workers_per_accelerator(monkeypatch):
+    import os
+
+    from eikit_pytorch import PyTorchRuntime
+
+    runtime = PyTorchRuntime()
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert runtime.default_workers(ProbeResult("cpu", True, "", count=1)) == 8
+    assert runtime.default_workers(ProbeResult("cuda", True, "", count=4)) == 4
+    assert runtime.default_workers(ProbeResult("neuron", True, "", count=2)) == 2
+    assert runtime.default_workers(ProbeResult("eia", True, "", count=1)) == 1
