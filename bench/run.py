@@ -72,6 +72,15 @@ def parse_args(argv: List[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ready-timeout", type=float, default=120.0, help="max wait for /ping 200")
     p.add_argument("--no-inprocess", action="store_true", help="skip the in-process baseline")
     p.add_argument("--no-server", action="store_true", help="skip the server (baseline only)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat everything N times, alternating in-process and server; report medians",
+    )
+    p.add_argument(
+        "--retries", type=int, default=2, help="restarts per point if the server exits by itself"
+    )
     p.add_argument("--keep", action="store_true", help="keep the work dir (models, logs)")
     p.add_argument("--out", type=Path, default=None, help="write results as JSON here")
     a = p.parse_args(argv)
@@ -404,24 +413,28 @@ def bench_model(
         if code != 200:
             raise RuntimeError(f"first prediction failed: {check}")
         for c in a.concurrency:
-            try:
-                res = measure_point(s, spec, wrk, script, c, a)
-            except Exception as e:
-                if not s.gone(grace=10):
-                    raise
-                # Something outside the bench stopped the server (seen on shared machines:
-                # a stray SIGTERM). Say so, restart it once, repeat the point.
-                code = s.proc.returncode
-                info.setdefault("restarts", []).append(
-                    {"concurrency": c, "exit_code": code, "error": str(e), "log": s.log_tail(8)}
-                )
-                log(
-                    f"{spec.name}: the server exited on its own (code {code}) at c={c}; "
-                    "restarting it once and repeating the point"
-                )
-                s.stop()
-                s.start()
-                res = measure_point(s, spec, wrk, script, c, a)
+            attempt = 0
+            while True:
+                try:
+                    res = measure_point(s, spec, wrk, script, c, a)
+                    break
+                except Exception as e:
+                    if attempt >= a.retries or not s.gone(grace=10):
+                        raise
+                    # Something outside the bench stopped the server (seen on shared
+                    # machines: another session's `pkill -f .../serve`). Say so, restart it,
+                    # repeat the point.
+                    attempt += 1
+                    code = s.proc.returncode
+                    info.setdefault("restarts", []).append(
+                        {"concurrency": c, "exit_code": code, "error": str(e), "log": s.log_tail(8)}
+                    )
+                    log(
+                        f"{spec.name}: the server exited on its own (code {code}) at c={c}; "
+                        f"restarting it and repeating the point (retry {attempt}/{a.retries})"
+                    )
+                    s.stop()
+                    s.start()
             result["points"].append(res)
         info["rss_mb_after"] = rss_mb(s.pids())
     except Exception as e:  # keep going with the next model; the table says what failed
@@ -484,18 +497,33 @@ def measure_point(
     return res
 
 
+def _median_item(items: List[Dict[str, Any]]) -> Dict[str, Any] | None:
+    """The item with the median ``rps`` (the lower one for an even count), whole, so its
+    latencies and CPU figures stay consistent with its rate."""
+    items = sorted((i for i in items if i and i.get("rps")), key=lambda i: i["rps"])
+    return items[(len(items) - 1) // 2] if items else None
+
+
 def rows_of(results: List[Dict[str, Any]], concurrency: List[int]) -> List[Dict[str, Any]]:
-    rows = []
+    """Table rows: one per (model, concurrency), the median over rounds when there are several."""
+    by_model: Dict[str, List[Dict[str, Any]]] = {}
     for res in results:
-        ip = res.get("inprocess")
-        by_c = {p["concurrency"]: p for p in res.get("points", [])}
-        err = (res.get("server") or {}).get("error")
+        by_model.setdefault(res["model"], []).append(res)
+    rows = []
+    for model, runs in by_model.items():
+        ips = [r.get("inprocess") for r in runs if r.get("inprocess")]
+        ip = _median_item(ips)
         for c in concurrency:
-            pt = by_c.get(c)
-            ratio = pt["rps"] / ip["rps"] if pt and ip and ip.get("rps") else None
-            row = {"model": res["model"], "concurrency": c, "server": pt, "inprocess": ip}
-            row["ratio"] = ratio
-            if pt is None and err:
+            pts = [p for r in runs for p in r.get("points", []) if p["concurrency"] == c]
+            pt = _median_item(pts)
+            row: Dict[str, Any] = {"model": model, "concurrency": c, "server": pt, "inprocess": ip}
+            row["ratio"] = pt["rps"] / ip["rps"] if pt and ip and ip.get("rps") else None
+            if len(runs) > 1:
+                row["rounds"] = {
+                    "server_rps": [round(p["rps"], 1) for p in pts],
+                    "inprocess_rps": [round(i["rps"], 1) for i in ips],
+                }
+            if pt is None and any((r.get("server") or {}).get("error") for r in runs):
                 row["error"] = "server failed (see JSON/log)"
             elif pt and load.total_errors(pt):
                 row["error"] = "HTTP/socket errors: req/s not trustworthy"
@@ -527,8 +555,13 @@ def main(argv: List[str] | None = None) -> int:
         if a.keep:
             work = Path(tempfile.mkdtemp(prefix="eikit-bench-keep-"))
             log(f"work dir kept at {work}")
-        for name in a.models:
-            results.append(bench_model(models.get(name), a, work, wrk))
+        for round_no in range(1, a.rounds + 1):
+            if a.rounds > 1:
+                log(f"round {round_no}/{a.rounds}")
+            for name in a.models:
+                res = bench_model(models.get(name), a, work, wrk)
+                res["round"] = round_no
+                results.append(res)
     rows = rows_of(results, a.concurrency)
     table = format_table(rows)
     print()
@@ -541,6 +574,14 @@ def main(argv: List[str] | None = None) -> int:
         f"{facts['python']}, torch {facts['torch']}"
     )
     print(table)
+    if a.rounds > 1:
+        print(f"median of {a.rounds} rounds (in-process and server alternate); per round:")
+        for r in rows:
+            rd = r.get("rounds") or {}
+            print(
+                f"  {r['model']} c={r['concurrency']}: server {rd.get('server_rps')}, "
+                f"in-process {rd.get('inprocess_rps')}"
+            )
     for res in results:
         srv_info = res.get("server") or {}
         if srv_info.get("ready_s") is not None:

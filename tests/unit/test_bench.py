@@ -284,3 +284,17 @@ def test_other_load() -> None:
     assert o["other_cores"] == pytest.approx(0.1)
     assert o["softirq_cores"] == pytest.approx(0.05)
     assert run.other_load({}, after, 1.0) == {}
+
+
+def test_rows_of_takes_median_over_rounds() -> None:
+    def res(rps_srv: float, rps_ip: float) -> dict:
+        pt = {"concurrency": 16, "rps": rps_srv, "p99_ms": rps_srv / 100, "errors": {}}
+        return {"model": "m", "inprocess": {"rps": rps_ip}, "points": [pt], "server": {}}
+
+    rows = run.rows_of([res(10.0, 40.0), res(30.0, 20.0), res(20.0, 30.0)], [16])
+    assert len(rows) == 1
+    r = rows[0]
+    assert r["server"]["rps"] == 20.0 and r["server"]["p99_ms"] == 0.2  # the whole median point
+    assert r["inprocess"]["rps"] == 30.0
+    assert r["ratio"] == pytest.approx(20.0 / 30.0)
+    assert r["rounds"] == {"server_rps": [10.0, 30.0, 20.0], "inprocess_rps": [40.0, 20.0, 30.0]}

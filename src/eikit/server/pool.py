@@ -10,6 +10,7 @@ the event loop, so ``/ping`` always answers at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
@@ -27,6 +28,8 @@ from eikit.settings import Settings
 log = logging.getLogger(__name__)
 
 Reply = Tuple[bytes, bytes]  # response meta, body
+
+SOCKET_BUFFER = 4 * 1024 * 1024
 
 # Requests outstanding on one worker: the one it runs and the next, already sent.
 DEPTH = 2
@@ -158,6 +161,12 @@ class WorkerPool:
 
     async def _spawn(self, index: int) -> None:
         parent, child = socket.socketpair()
+        # Room for a whole large request in the socket, so the event loop hands it over in
+        # one write instead of buffering (and copying) the rest. Capped by the kernel.
+        for end in (parent, child):
+            with contextlib.suppress(OSError):
+                end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+                end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
         process = subprocess.Popen(
             [sys.executable, "-m", "eikit.server.worker", str(child.fileno())],
             pass_fds=(child.fileno(),),
