@@ -123,6 +123,14 @@ class Settings(BaseSettings):
         alias="EIKIT_BATCH_STRATEGY",
         description="BatchStrategy reported to batch transform by `/execution-parameters`.",
     )
+    worker_queue: int = Field(
+        4,
+        alias="EIKIT_WORKER_QUEUE",
+        ge=1,
+        description="Requests sent ahead to each worker (the one it runs and those queued "
+        "behind it). More keeps busy workers fed on small models; 1 sends a request only to "
+        "an idle worker, best when request costs vary widely.",
+    )
     max_queue: int = Field(
         1000,
         alias="EIKIT_MAX_QUEUE",

@@ -174,3 +174,23 @@ def test_startup_timeout_counts_as_a_failed_load(tree, start):
             break
         time.sleep(0.1)
     assert ping.status_code == 503 and "SAGEMAKER_STARTUP_TIMEOUT=2" in ping.json()["error"]
+
+
+def test_requests_queued_behind_a_timed_out_one_are_resent_not_lost(tree, start):
+    tree.script(SLOW)
+    endpoint = start(tree, {"SAGEMAKER_MODEL_SERVER_TIMEOUT": "2", "EIKIT_WORKER_QUEUE": "4"})
+    results = {}
+
+    def call(name, body):
+        results[name] = endpoint.invoke(body)
+
+    slow = threading.Thread(target=call, args=("slow", b"sleep 30"))
+    slow.start()
+    time.sleep(0.3)  # the slow one is running; these two queue behind it on the same worker
+    fast = [threading.Thread(target=call, args=("fast%d" % i, b"fast")) for i in range(2)]
+    for thread in fast:
+        thread.start()
+    for thread in [slow] + fast:
+        thread.join(60)
+    assert results["slow"].status_code == 504
+    assert [results["fast%d" % i].status_code for i in range(2)] == [200, 200]
