@@ -36,8 +36,23 @@ class _Server(uvicorn.Server):
         self.handle_exit(sig, frame)
 
 
+def _read_whole_bodies(limit: int) -> None:
+    """Let uvicorn buffer a request body up to the payload limit before pausing the socket.
+
+    uvicorn pauses reading every 64 KiB until the app asks for more, so a 600 KB image
+    costs about ten pause/resume round trips. Measured here (bench/, 600 KB NPY, no model):
+    uvicorn alone spent 0.92 ms of CPU per request with its default and 0.62 ms with this.
+    Larger bodies are refused (413) before they are read, so memory stays bounded by
+    the payload limit per connection. uvicorn reads the constant at call time."""
+    from uvicorn.protocols.http import httptools_impl
+
+    if getattr(httptools_impl, "HIGH_WATER_LIMIT", limit) < limit:
+        httptools_impl.HIGH_WATER_LIMIT = limit  # type: ignore[attr-defined]
+
+
 def serve(settings: Settings) -> int:
     logs.configure(settings.log_level)
+    _read_whole_bodies(settings.max_payload_bytes + 1)
     log.info("eikit serving %s on %s:%d", settings.model_dir, settings.host, settings.port)
     config = uvicorn.Config(
         App(settings),
