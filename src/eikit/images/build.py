@@ -107,8 +107,13 @@ def connect(timeout: Optional[float] = 60.0) -> APIClient:
 
     Raises ``EngineUnavailable`` with what to do when none answers.
     """
+    return open_engine("APIClient", timeout)
+
+
+def open_engine(kind: str, timeout: Optional[float] = 60.0) -> Any:
+    """``docker.APIClient`` or ``docker.DockerClient`` (by ``kind``), checked with a ping."""
     try:
-        from docker.api.client import APIClient
+        import docker
         from docker.utils import kwargs_from_env
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise EngineUnavailable(
@@ -117,7 +122,7 @@ def connect(timeout: Optional[float] = 60.0) -> APIClient:
     kwargs: Dict[str, Any] = kwargs_from_env()
     where = kwargs.get("base_url") or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     try:
-        client = APIClient(version="auto", timeout=timeout, **kwargs)
+        client = getattr(docker, kind)(version="auto", timeout=timeout, **kwargs)
         client.ping()
     except Exception as exc:  # DockerException, requests' errors, OSError: all mean "no engine"
         raise EngineUnavailable(

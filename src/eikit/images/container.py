@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, Union
 
-from eikit.images.build import ENGINE_HINT, EngineUnavailable
+from eikit.images.build import EngineUnavailable, open_engine
 
 if TYPE_CHECKING:
     from docker.client import DockerClient
@@ -70,23 +70,7 @@ def passthrough_env(environ: Mapping[str, str]) -> Dict[str, str]:
 
 def docker_client() -> DockerClient:
     """A high-level client for the engine named by DOCKER_HOST; clear error when none runs."""
-    try:
-        from docker.client import DockerClient
-        from docker.utils import kwargs_from_env
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise EngineUnavailable(
-            "the Docker SDK for Python is missing: pip install 'eikit[images]'"
-        ) from exc
-    kwargs: Dict[str, Any] = kwargs_from_env()
-    where = kwargs.get("base_url") or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-    try:
-        client = DockerClient(version="auto", timeout=60, **kwargs)
-        client.ping()
-    except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EngineUnavailable(
-            "no Docker engine answers at %s (%s); %s" % (where, reason, ENGINE_HINT)
-        ) from exc
+    client: DockerClient = open_engine("DockerClient", 60)
     return client
 
 
