@@ -290,14 +290,7 @@ def push_to_ecr(
     uri = ensure_repository(ecr, repository)
     registry_id = uri.split(".", 1)[0]
     auth = ecr_auth(ecr, registry_id if registry_id.isdigit() else None)
-    own_client = api is None
-    client = api if api is not None else connect(timeout=600)
-    try:
-        login(client, auth)
-        return push_image(source, uri, tags, auth=auth, api=client)
-    finally:
-        if own_client:
-            client.close()
+    return _login_and_push(source, uri, tags, auth, api)
 
 
 def push_to_registry(
@@ -313,13 +306,23 @@ def push_to_registry(
     """Push to any registry by URL (no ECR calls); credentials only when given."""
     auth = RegistryAuth(registry_host(registry), username, password)
     uri = "%s/%s" % (auth.registry, repository)
-    own_client = api is None
+    return _login_and_push(source, uri, tags, auth, api)
+
+
+def _login_and_push(
+    source: Optional[str],
+    uri: str,
+    tags: Iterable[str],
+    auth: RegistryAuth,
+    api: Optional[APIClient],
+) -> List[PushResult]:
+    """Log the engine in to ``auth``'s registry and push; closes a client it opened."""
     client = api if api is not None else connect(timeout=600)
     try:
         login(client, auth)
         return push_image(source, uri, tags, auth=auth, api=client)
     finally:
-        if own_client:
+        if api is None:
             client.close()
 
 
