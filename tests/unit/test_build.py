@@ -216,16 +216,6 @@ def test_connect_explains_how_to_start_an_engine(
 # --- a real build (needs an engine; no base image needed) -------------------------------
 
 
-@pytest.fixture(scope="module")
-def engine() -> Iterator[Any]:
-    reason = build.engine_unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    api = build.connect()
-    yield api
-    api.close()
-
-
 def tiny_image(api: Any, name: str) -> str:
     """An image made with ``docker import`` from one text file: nothing to pull or run."""
     buffer = io.BytesIO()

@@ -23,7 +23,7 @@ moto = pytest.importorskip("moto")
 
 from docker.errors import ImageNotFound  # noqa: E402
 
-from eikit.images import build, push  # noqa: E402
+from eikit.images import push  # noqa: E402
 from eikit.images.push import (  # noqa: E402
     PushError,
     PushProgress,
@@ -193,16 +193,6 @@ def test_registry_without_credentials_sends_no_auth() -> None:
 
 
 # --- a real push to a local registry (Debian's docker-registry) -------------------------
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[Any]:
-    reason = build.engine_unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    api = build.connect()
-    yield api
-    api.close()
 
 
 @pytest.fixture(scope="module")
