@@ -24,7 +24,7 @@ from eikit.images.build import (
 
 pytest.importorskip("docker")
 
-from docker.errors import ImageNotFound  # noqa: E402
+from docker.errors import APIError, ImageNotFound  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,10 @@ class FakeAPI:
     stream: List[Dict[str, Any]] = field(default_factory=list)
     builds: List[Dict[str, Any]] = field(default_factory=list)
     tags: List[Any] = field(default_factory=list)
+    pulls: List[str] = field(default_factory=list)
+    pull_stream: List[Dict[str, Any]] = field(default_factory=list)
+    pull_raises: Any = None
+    calls: List[str] = field(default_factory=list)
     closed: bool = False
 
     def inspect_image(self, image: str) -> Dict[str, Any]:
@@ -136,8 +140,23 @@ class FakeAPI:
         return {"Id": image}
 
     def build(self, **kwargs: Any) -> Iterator[Dict[str, Any]]:
+        self.calls.append("build")
         self.builds.append(kwargs)
         return iter(self.stream)
+
+    def pull(self, image: str, **kwargs: Any) -> Iterator[Dict[str, Any]]:
+        self.calls.append("pull")
+        self.pulls.append(image)
+        if self.pull_raises is not None:
+            raise self.pull_raises
+        assert kwargs["stream"] and kwargs["decode"]
+
+        def stream() -> Iterator[Dict[str, Any]]:
+            yield from self.pull_stream
+            if not any("error" in chunk for chunk in self.pull_stream):
+                self.images.append(image)
+
+        return stream()
 
     def tag(self, image: str, repository: str, tag: Any = None) -> bool:
         self.tags.append((image, repository, tag))
@@ -158,7 +177,7 @@ def spec(tmp_path: Path) -> Spec:
     )
 
 
-def test_build_image_uses_host_network_never_pulls_and_adds_tags(spec: Spec) -> None:
+def test_build_image_uses_host_network_and_adds_tags(spec: Spec) -> None:
     api = FakeAPI(
         stream=[
             {"stream": "Step 1/1 : FROM eikit-base:bookworm\n ---> abc\n"},
@@ -176,12 +195,71 @@ def test_build_image_uses_host_network_never_pulls_and_adds_tags(spec: Spec) -> 
     assert result.image_id == "sha256:0123456789abcdef"
     assert (result.steps, result.cached_steps) == (1, 0)
     assert not api.closed  # a client passed in stays open
+    assert api.pulls == [] and result.pulled == []  # the base image is on the engine
 
 
-def test_build_image_fails_early_when_the_base_image_is_missing(spec: Spec) -> None:
+PULL_STREAM = [
+    {"status": "Pulling from library/debian", "id": "bookworm"},
+    {"status": "Pulling fs layer", "id": "aaa"},
+    {"status": "Downloading", "progressDetail": {"current": 5, "total": 10}, "id": "aaa"},
+    {"status": "Download complete", "id": "aaa"},
+    {"status": "Pull complete", "id": "aaa"},
+    {"status": "Digest: sha256:beef"},
+    {"status": "Status: Downloaded newer image for debian:bookworm"},
+]
+
+
+def test_build_image_pulls_a_missing_base_image_first(spec: Spec) -> None:
+    api = FakeAPI(
+        images=[],
+        pull_stream=PULL_STREAM,
+        stream=[{"stream": "Step 1/1 : FROM debian:bookworm\n"}, {"aux": {"ID": "sha256:0a"}}],
+    )
+    lines: List[str] = []
+    plain = Spec(spec.dockerfile, spec.context, {}, "pytorch-cpu")  # FROM the ARG default
+    result = build_image(plain, client=api, echo=lines.append)  # type: ignore[arg-type]
+    assert api.calls == ["pull", "build"]
+    assert api.pulls == ["debian:bookworm"]
+    assert result.pulled == ["debian:bookworm"]
+    assert api.builds[0]["pull"] is False  # pulled once, by us: the engine does not re-pull
+    assert "aaa: Pull complete" in lines
+    assert "Status: Downloaded newer image for debian:bookworm" in lines
+
+
+def test_build_image_without_pull_fails_early_and_pulls_nothing(spec: Spec) -> None:
     api = FakeAPI(images=[])
-    with pytest.raises(BuildError, match="make-base-image eikit-base:bookworm"):
-        build_image(spec, client=api)  # type: ignore[arg-type]
+    with pytest.raises(BuildError, match="make-base-image eikit-base:bookworm") as info:
+        build_image(spec, client=api, pull=False)  # type: ignore[arg-type]
+    assert "--no-pull" in str(info.value)
+    assert api.calls == []
+
+
+def test_build_image_reports_a_failed_pull_with_image_and_registry(spec: Spec) -> None:
+    api = FakeAPI(
+        images=[],
+        pull_stream=[
+            {"status": "Pulling from team/base", "id": "v1"},
+            {"error": "unauthorized: authentication required"},
+        ],
+    )
+    team = Spec(spec.dockerfile, spec.context, {"BASE_IMAGE": "reg.example:5000/team/base:v1"}, "x")
+    with pytest.raises(BuildError) as info:
+        build_image(team, client=api)  # type: ignore[arg-type]
+    text = str(info.value)
+    assert "cannot pull base image reg.example:5000/team/base:v1 from reg.example:5000" in text
+    assert "docker login reg.example:5000" in text
+    assert api.builds == []
+
+
+def test_build_image_reports_an_engine_refusal_to_pull(spec: Spec) -> None:
+    response = type("Response", (), {"status_code": 404, "reason": "Not Found"})()
+    refusal = APIError(
+        "404 Client Error", response, explanation="manifest for debian:nope not found"
+    )
+    api = FakeAPI(images=[], pull_raises=refusal)
+    nope = Spec(spec.dockerfile, spec.context, {"BASE_IMAGE": "debian:nope"}, "x")
+    with pytest.raises(BuildError, match="docker.io has no image debian:nope"):
+        build_image(nope, client=api)  # type: ignore[arg-type]
     assert api.builds == []
 
 

@@ -2,7 +2,9 @@
 
 The engine's build stream becomes one progress line per Dockerfile step (its time, or
 that it came from the cache); every line of the build log goes to DEBUG, or to ``echo``.
-Builds use the host's network and never pull: a base image must already be on the engine
+Builds use the host's network. A base image that is not on the engine is pulled first, with
+progress (``eikit.images.pull``); with ``pull=False`` (``eikit build --no-pull``) nothing is
+pulled and a missing base image fails the build before it starts
 (``scripts/make-base-image`` makes one without a registry).
 """
 
@@ -100,6 +102,7 @@ class BuildResult:
     seconds: float
     steps: int
     cached_steps: int
+    pulled: List[str] = field(default_factory=list)
 
 
 def connect(timeout: Optional[float] = 60.0) -> APIClient:
@@ -232,10 +235,13 @@ def build_image(
     nocache: bool = False,
     echo: Optional[Callable[[str], None]] = None,
     timeout: float = BUILD_TIMEOUT_S,
+    pull: bool = True,
 ) -> BuildResult:
     """Build ``spec`` and tag the result ``eikit:<spec.tag>`` plus ``tags``.
 
-    ``echo`` receives every line of the build log (default: DEBUG log records).
+    A base image missing from the engine is pulled first; ``pull=False`` never pulls and
+    fails instead. ``echo`` receives every line of the pull and build logs (default: DEBUG
+    log records).
     """
     all_tags = _unique([local_reference(spec.tag), *(tags or [])])
     context = Path(spec.context).resolve()
@@ -251,7 +257,7 @@ def build_image(
     own_client = client is None
     api = client if client is not None else connect(timeout=timeout)
     try:
-        check_base_images(api, dockerfile, build_args)
+        pulled = ensure_base_images(api, dockerfile, build_args, pull=pull, echo=echo)
         logger.info("building %s from %s (context %s)", all_tags[0], dockerfile, context)
         started = time.monotonic()
         progress = BuildProgress(echo=echo)
@@ -296,7 +302,7 @@ def build_image(
             progress.total,
             progress.cached,
         )
-        return BuildResult(image_id, all_tags, seconds, progress.total, progress.cached)
+        return BuildResult(image_id, all_tags, seconds, progress.total, progress.cached, pulled)
     finally:
         if own_client:
             api.close()
@@ -329,18 +335,43 @@ def build_context(context: Path, dockerfile: Path) -> Tuple[IO[bytes], str]:
     return archive, name
 
 
-def check_base_images(api: APIClient, dockerfile: Path, build_args: Mapping[str, str]) -> None:
-    """Fail early and clearly when a FROM image is not on the engine (builds never pull)."""
+def ensure_base_images(
+    api: APIClient,
+    dockerfile: Path,
+    build_args: Mapping[str, str],
+    *,
+    pull: bool = True,
+    echo: Optional[Callable[[str], None]] = None,
+) -> List[str]:
+    """Pull each FROM image the engine lacks (none with ``pull=False``); returns those pulled.
+
+    Without ``pull`` a missing image fails here, before the build starts, naming it and how
+    to make one; a failed pull fails here too (``BuildError`` from ``PullError``).
+    """
     from docker.errors import ImageNotFound
 
+    from eikit.images.pull import PullError, pull_image, registry_of
+
+    pulled: List[str] = []
     for image in base_images(dockerfile.read_text(), build_args):
         try:
             api.inspect_image(image)
+            continue
         except ImageNotFound:
+            pass
+        if not pull:
             raise BuildError(
-                "base image %s is not on the engine, and builds never pull; make it with "
-                "scripts/make-base-image %s, or pass --base-image" % (image, image)
-            ) from None
+                "base image %s is not on the engine, and --no-pull builds never pull it: "
+                "make one without a registry (scripts/make-base-image %s), load it "
+                "(docker load), or build without --no-pull to pull it from %s"
+                % (image, image, registry_of(image))
+            )
+        try:
+            pull_image(api, image, echo=echo)
+        except PullError as exc:
+            raise BuildError(str(exc)) from exc
+        pulled.append(image)
+    return pulled
 
 
 def base_images(dockerfile_text: str, build_args: Mapping[str, str]) -> List[str]:

@@ -19,17 +19,22 @@ def register(subparsers: Any) -> None:
     """Add ``build``, ``push`` and ``pin`` to the CLI's subparsers."""
     build = subparsers.add_parser(
         "build",
-        help="build a serving image (Docker engine; never pulls)",
+        help="build a serving image (Docker engine; pulls a missing base image)",
         description="Build docker/<framework>/Dockerfile for one target. The image is tagged "
-        "eikit:<framework>-<version>-<target>-py<python> and with every --tag.",
+        "eikit:<framework>-<version>-<target>-py<python> and with every --tag. A base image "
+        "the engine lacks is pulled first (credentials: docker login), unless --no-pull.",
     )
     build.add_argument("--framework", required=True, choices=matrix.FRAMEWORKS)
     build.add_argument("--target", required=True, choices=matrix.TARGETS)
     build.add_argument(
         "--tag", action="append", default=[], help="another name for the image (repeatable)"
     )
+    build.add_argument("--base-image", help="base image (default: the matrix's, for the target)")
     build.add_argument(
-        "--base-image", help="base image on the engine (default: the matrix's, for the target)"
+        "--no-pull",
+        action="store_true",
+        help="offline: never pull; a base image missing from the engine fails the build "
+        "(scripts/make-base-image makes one without a registry)",
     )
     build.add_argument(
         "--wheelhouse",
@@ -104,20 +109,23 @@ def cmd_build(args: argparse.Namespace) -> int:
         return _fail("build", exc, 2)
     echo = _echo if args.verbose else None
     try:
-        result = build_image(spec, args.tag, nocache=args.no_cache, echo=echo)
+        result = build_image(
+            spec, args.tag, nocache=args.no_cache, echo=echo, pull=not args.no_pull
+        )
     except (BuildError, EngineUnavailable) as exc:
         return _fail("build", exc)
     if args.quiet:
         print(result.image_id)
     else:
         print(
-            "built %s (%s) in %.0f s, %d of %d steps from cache"
+            "built %s (%s) in %.0f s, %d of %d steps from cache%s"
             % (
                 " ".join(result.tags),
                 result.image_id[:19],
                 result.seconds,
                 result.cached_steps,
                 result.steps,
+                "; pulled " + " ".join(result.pulled) if result.pulled else "",
             )
         )
     return 0
