@@ -85,7 +85,8 @@ def cmd_local(args: argparse.Namespace) -> int:
         )
     key = hashlib.sha256(("%s|%s" % (model.resolve(), code and code.resolve())).encode())
     work = Path(args.work_dir) if args.work_dir else _cache_root() / key.hexdigest()[:12]
-    base = layout_model_tree(model, code, work)
+    # --work-dir must be new, empty or eikit's; the default cache folder is eikit's own.
+    base = layout_model_tree(model, code, work, owned=not args.work_dir)
     from eikit.server.run import serve
 
     overrides = _server_overrides(args)
@@ -183,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--code-dir", help="folder with the inference script (becomes model/code)")
     local.add_argument("--image", help="run this image as SageMaker would, instead of a process")
     local.add_argument(
-        "--work-dir", help="where the SageMaker tree is laid out (default: a cache folder)"
+        "--work-dir",
+        help="where the SageMaker tree is laid out: a new or empty folder, or one eikit made "
+        "(default: a cache folder)",
     )
     _add_server_options(local)
     local.set_defaults(func=cmd_local)

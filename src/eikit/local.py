@@ -1,8 +1,9 @@
 """Local mode: lay out a SageMaker model tree from a user's folders and serve it.
 
 The tree is built from symlinks, so large model files are never copied. A ``model.tar.gz``
-(what training jobs produce) is extracted once, refusing members that would land outside
-the target or are links to outside it or devices.
+(what training jobs produce) is extracted once, safely (``eikit.archive``). The work folder
+holding the tree is eikit's alone: a marker file says so, and eikit removes only what it laid
+out there, never a user's files.
 """
 
 from __future__ import annotations
@@ -15,49 +16,16 @@ import signal
 import socket
 import subprocess
 import sys
-import tarfile
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path, PurePosixPath
-from typing import Any, Dict, Optional
+from pathlib import Path
+from typing import Any, Dict, Iterable, Optional
 
+from eikit.archive import extract_archive
 from eikit.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
-
-
-def _check_member(member: tarfile.TarInfo, dest: Path) -> None:
-    name = PurePosixPath(member.name)
-    if name.is_absolute() or ".." in name.parts:
-        raise ConfigurationError("unsafe path in archive: %s" % member.name)
-    if member.isdev() or member.isfifo():
-        raise ConfigurationError("device or fifo in archive: %s" % member.name)
-    if member.issym() or member.islnk():
-        target = PurePosixPath(member.linkname)
-        base = name.parent if member.issym() else PurePosixPath(".")
-        resolved = os.path.normpath(str(base / target))
-        if target.is_absolute() or resolved.startswith(".."):
-            raise ConfigurationError(
-                "link in archive points outside it: %s -> %s" % (member.name, member.linkname)
-            )
-
-
-def extract_archive(archive: Path, dest: Path) -> Path:
-    """Extract ``archive`` into ``dest`` safely (all members checked before any is written)."""
-    try:
-        with tarfile.open(str(archive), "r:*") as tar:
-            members = tar.getmembers()
-            for member in members:
-                _check_member(member, dest)
-            dest.mkdir(parents=True, exist_ok=True)
-            # Python >= 3.12 (and patched older ones) also apply the stdlib's "data" filter.
-            extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            for member in members:
-                tar.extract(member, str(dest), set_attrs=False, **extra)  # type: ignore[arg-type]
-    except tarfile.TarError as exc:
-        raise ConfigurationError("cannot read %s: %s" % (archive, exc)) from exc
-    return dest
 
 
 def _archive_cache(archive: Path, work_dir: Path) -> Path:
@@ -75,35 +43,105 @@ def resolve_model_source(model: Path, work_dir: Path) -> Path:
     if model.is_file() and model.name.endswith((".tar.gz", ".tgz", ".tar")):
         target = _archive_cache(model, work_dir)
         if not target.is_dir():
-            partial = target.with_name(target.name + ".partial")
-            shutil.rmtree(str(partial), ignore_errors=True)
             log.info("extracting %s", model)
-            extract_archive(model, partial)
-            partial.rename(target)
+            try:
+                extract_archive(model, target)
+            except ConfigurationError:
+                if not target.is_dir():  # else another eikit extracted it meanwhile
+                    raise
         return target
     raise ConfigurationError("--model-dir %s is neither a folder nor a model.tar.gz" % model)
 
 
-def layout_model_tree(model: Path, code_dir: Optional[Path], dest: Path) -> Path:
-    """Make ``dest/model`` hold links to the model files (and ``code/``); returns ``dest``.
+WORK_MARKER = ".eikit-work-dir"
 
-    ``dest`` is what ``SAGEMAKER_BASE_DIR`` points at.
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def prepare_work_dir(work: Path, sources: Iterable[Path], owned: bool = False) -> Optional[Path]:
+    """Make ``work`` eikit's folder, or refuse it; returns the outermost folder created.
+
+    Refused: a folder that is, holds or lies inside a model or code folder, and a non-empty
+    folder without eikit's marker (unless ``owned``: eikit's own cache folder).
     """
-    source = resolve_model_source(model, dest)
-    tree = dest / "model"
+    where = work.resolve()
+    for source in sources:
+        mine = source.resolve()
+        if _inside(where, mine) or _inside(mine, where):
+            raise ConfigurationError(
+                "--work-dir %s must not be, hold or lie inside %s: eikit lays out its own "
+                "files there; give a new or empty folder" % (work, source)
+            )
+    created = None
+    if where.exists():
+        if not where.is_dir():
+            raise ConfigurationError("--work-dir %s is not a folder" % work)
+        if not (where / WORK_MARKER).is_file() and any(where.iterdir()) and not owned:
+            raise ConfigurationError(
+                "--work-dir %s is not empty and was not made by eikit; give a new or empty "
+                "folder (eikit replaces what it lays out there)" % work
+            )
+    else:
+        created = where
+        while not created.parent.exists():
+            created = created.parent
+        where.mkdir(parents=True)
+    (where / WORK_MARKER).write_text(
+        "Made by eikit local. It lays out model/ (links) and extracted-*/ here and removes\n"
+        "nothing else.\n"
+    )
+    return created
+
+
+def _remove_layout(tree: Path) -> None:
+    """Remove a ``model/`` eikit laid out: a folder of symlinks, nothing else."""
     if tree.is_symlink():
         tree.unlink()
-    elif tree.exists():
-        shutil.rmtree(str(tree))
-    tree.mkdir(parents=True)
-    for entry in sorted(source.iterdir()):
-        if entry.name == "code" and code_dir is not None:
-            continue
-        (tree / entry.name).symlink_to(entry.resolve())
-    if code_dir is not None:
-        if not code_dir.is_dir():
-            raise ConfigurationError("--code-dir %s is not a folder" % code_dir)
-        (tree / "code").symlink_to(code_dir.resolve())
+        return
+    if not tree.exists():
+        return
+    strays = [e.name for e in tree.iterdir() if not e.is_symlink()] if tree.is_dir() else ["."]
+    if strays:
+        raise ConfigurationError(
+            "%s holds %s, which eikit did not lay out; move it away or use another --work-dir"
+            % (tree, ", ".join(sorted(strays)[:5]))
+        )
+    for entry in tree.iterdir():
+        entry.unlink()
+    try:
+        tree.rmdir()
+    except OSError as exc:  # someone wrote into it meanwhile: leave their files alone
+        raise ConfigurationError("cannot replace %s: %s" % (tree, exc)) from None
+
+
+def layout_model_tree(
+    model: Path, code_dir: Optional[Path], dest: Path, owned: bool = False
+) -> Path:
+    """Make ``dest/model`` hold links to the model files (and ``code/``); returns ``dest``.
+
+    ``dest`` is what ``SAGEMAKER_BASE_DIR`` points at; it must be new, empty, or a folder
+    eikit laid out before (see ``prepare_work_dir``). A failure leaves no folder it created.
+    """
+    if code_dir is not None and not code_dir.is_dir():
+        raise ConfigurationError("--code-dir %s is not a folder" % code_dir)
+    created = prepare_work_dir(dest, [model] + ([code_dir] if code_dir else []), owned)
+    try:
+        source = resolve_model_source(model, dest)
+        tree = dest / "model"
+        _remove_layout(tree)
+        tree.mkdir()
+        for entry in sorted(source.iterdir()):
+            if entry.name == "code" and code_dir is not None:
+                continue
+            (tree / entry.name).symlink_to(entry.resolve())
+        if code_dir is not None:
+            (tree / "code").symlink_to(code_dir.resolve())
+    except BaseException:
+        if created is not None:
+            shutil.rmtree(str(created), ignore_errors=True)
+        raise
     return dest
 
 
