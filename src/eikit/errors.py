@@ -115,14 +115,22 @@ def code_of(exc: BaseException) -> str:
     return InternalError.code
 
 
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    return "%s... (%d more characters)" % (text[:limit], len(text) - limit)
+
+
 def client_message(exc: BaseException, limit: int = 500) -> str:
     """What the client may see of an exception: its own message for ours, else the type and
-    the last line of the message (framework errors embed tracebacks in the text)."""
+    the last line of the message (framework errors embed tracebacks in the text); at most
+    ``limit`` characters, as a message may quote the request (a CSV cell, a header)."""
     if isinstance(exc, EikitError):
-        return exc.message[:limit]
+        return shorten(exc.message, limit)
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     last = lines[-1] if lines else ""
-    return ("%s: %s" % (type(exc).__name__, last) if last else type(exc).__name__)[:limit]
+    return shorten("%s: %s" % (type(exc).__name__, last) if last else type(exc).__name__, limit)
 
 
 def error_body(message: str, code: str) -> bytes:

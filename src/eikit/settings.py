@@ -7,19 +7,53 @@ nothing else reads the environment.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple, Type
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from eikit.logs import level_name
 
 ACCELERATOR_CHOICES = ("auto", "eia", "neuron", "cuda", "cpu")
 BATCH_STRATEGIES = ("MULTI_RECORD", "SINGLE_RECORD")
 
 
+class _DocumentedNames(EnvSettingsSource):
+    """The environment, read only under each setting's documented name (its alias): an
+    unrelated ``PORT`` or ``WORKERS`` in a container must not change eikit. Field names
+    (``port=``) stay keyword arguments, for the CLI's overrides."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> Tuple[Any, str, bool]:
+        value, key, is_complex = super().get_field_value(field, field_name)
+        if field.alias is not None and key != field.alias:
+            return None, key, is_complex  # found under the field name, not the documented one
+        return value, key, is_complex
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+    # populate_by_name: the CLI passes overrides by field name; the environment is read
+    # only under the aliases, spelled exactly (_DocumentedNames, case_sensitive).
+    model_config = SettingsConfigDict(
+        populate_by_name=True, case_sensitive=True, extra="ignore", frozen=True
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: Type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> Tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, _DocumentedNames(settings_cls))
 
     # --- the SageMaker hosting contract ---
     port: int = Field(
@@ -70,7 +104,8 @@ class Settings(BaseSettings):
     log_level: str = Field(
         "INFO",
         alias="SAGEMAKER_CONTAINER_LOG_LEVEL",
-        description="Logging level, as a name (INFO) or number (20).",
+        description="Logging level: a name (`INFO`, `warn`, any case) or a number, as the "
+        "SageMaker SDK sets it (`20`; levels between names such as `25` too).",
     )
     accelerator_present: bool = Field(
         False,
@@ -163,15 +198,10 @@ class Settings(BaseSettings):
             raise ValueError("must be one of %s" % ", ".join(BATCH_STRATEGIES))
         return value
 
-    @field_validator("log_level")
+    @field_validator("log_level", mode="before")
     @classmethod
-    def _known_level(cls, value: str) -> str:
-        text = str(value).strip().upper()
-        if text.isdigit():
-            return logging.getLevelName(int(text))
-        if not isinstance(logging.getLevelName(text), int):
-            raise ValueError("unknown log level %r" % value)
-        return text
+    def _known_level(cls, value: Any) -> str:
+        return level_name(value)  # names or numbers, as AWS's containers take them
 
     @property
     def model_dir(self) -> Path:

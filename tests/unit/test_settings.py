@@ -50,3 +50,55 @@ def test_readme_table_lists_every_setting_as_the_code_defines_it():
     assert settings_table() in README.read_text(), (
         "README's settings table is out of date: paste the output of `python -m eikit.settings`"
     )
+
+
+def test_only_the_documented_names_are_read(monkeypatch):
+    # A container's unrelated PORT, HOST, WORKERS or ACCELERATOR must not change eikit.
+    for name, field in Settings.model_fields.items():
+        monkeypatch.delenv(str(field.alias), raising=False)
+        monkeypatch.setenv(name.upper(), "1")
+        monkeypatch.setenv(name, "1")
+        monkeypatch.setenv(str(field.alias).lower(), "1")  # names are exact, as on Linux
+    monkeypatch.setenv("PORT", "1")
+    monkeypatch.setenv("ACCELERATOR", "tpu")  # would be refused if it were read
+    settings = load_settings()
+    assert settings == Settings()
+    assert settings.port == 8080 and settings.host == "0.0.0.0" and settings.workers is None
+    assert settings.accelerator == "auto"
+    # the CLI still overrides by field name, and the documented names still work
+    assert load_settings(port=1234, workers=3).port == 1234
+    monkeypatch.setenv("SAGEMAKER_BIND_TO_PORT", "9000")
+    monkeypatch.setenv("EIKIT_HOST", "127.0.0.1")
+    assert (load_settings().port, load_settings().host) == (9000, "127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    "given, kept",
+    [
+        ("20", "INFO"),  # what the SageMaker SDK sets (container_log_level=logging.INFO)
+        ("10", "DEBUG"),
+        ("25", "25"),  # between names: kept as a number
+        (" 40 ", "ERROR"),
+        ("0", "NOTSET"),
+        ("info", "INFO"),
+        ("Warn", "WARNING"),
+        ("fatal", "CRITICAL"),
+    ],
+)
+def test_log_level_takes_names_and_numbers(monkeypatch, given, kept):
+    monkeypatch.setenv("SAGEMAKER_CONTAINER_LOG_LEVEL", given)
+    settings = load_settings()
+    assert settings.log_level == kept
+    if given.strip().isdigit():
+        assert load_settings(log_level=int(given)).log_level == kept  # a number from code too
+    for name, value in settings.to_env().items():
+        monkeypatch.setenv(name, value)
+    assert load_settings() == settings
+
+
+@pytest.mark.parametrize("given", ["verbose", "-5", "", "Level 25"])
+def test_an_unknown_log_level_is_a_clear_error(monkeypatch, capsys, given):
+    monkeypatch.setenv("SAGEMAKER_CONTAINER_LOG_LEVEL", given)
+    assert main(["detect"]) == 2
+    err = capsys.readouterr().err
+    assert "SAGEMAKER_CONTAINER_LOG_LEVEL" in err and "Traceback" not in err

@@ -92,7 +92,7 @@ def handle(pipeline: Pipeline, meta: bytes, body: bytes) -> Tuple[bytes, bytes]:
         elif status >= 500:
             log.error("request failed: %s", exc)
         else:
-            log.info("request rejected (%d): %s", status, exc)
+            logs.rejected(log, status, exc)  # no request content at INFO
         code = code_of(exc)
         headers_out = pipeline.context.get_response_headers(0)
         return (
