@@ -38,11 +38,23 @@ class _DocumentedNames(EnvSettingsSource):
 
 
 class Settings(BaseSettings):
-    # populate_by_name: the CLI passes overrides by field name; the environment is read
-    # only under the aliases, spelled exactly (_DocumentedNames, case_sensitive).
+    # The environment is read only under the aliases, spelled exactly (_DocumentedNames,
+    # case_sensitive); keyword arguments may use field names (the CLI's overrides).
     model_config = SettingsConfigDict(
-        populate_by_name=True, case_sensitive=True, extra="ignore", frozen=True
+        populate_by_name=True,
+        case_sensitive=True,
+        extra="ignore",
+        frozen=True,
+        protected_namespaces=(),  # model_dir, model_server_timeout are SageMaker's names
     )
+
+    def __init__(self, **values: Any) -> None:
+        # Keyword arguments by field name become the alias, so they win over the environment
+        # on every pydantic-settings (older ones let an alias from the environment win).
+        fields = type(self).model_fields
+        super().__init__(
+            **{(fields[k].alias or k) if k in fields else k: v for k, v in values.items()}
+        )
 
     @classmethod
     def settings_customise_sources(
