@@ -223,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         register(sub)
+    try:
+        from eikit.cloud.commands import register as register_cloud
+    except ImportError:  # package/deploy/migrate/advise: boto3 and numpy load lazily
+        pass
+    else:
+        register_cloud(sub)
     return parser
 
 

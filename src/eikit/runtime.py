@@ -63,6 +63,26 @@ class Runtime(ABC):
             return 1  # one accelerator, reached over the network: more workers only queue
         return max(1, accelerator.count)
 
+    def profile_model(self, model_dir: Path, example: Any) -> Optional[Dict[str, float]]:
+        """For ``eikit advise``: one forward pass on ``example`` (a numpy batch) measured
+        in-process: ``flops``, ``parameter_bytes``, ``forward_ms`` (one CPU thread).
+
+        None where the framework cannot count them. The default calls
+        ``profile_model(model_dir, example)`` in the runtime package's ``flops`` module
+        when it has one, so the framework code stays in the runtime's package.
+        """
+        import importlib
+
+        package = type(self).__module__.rsplit(".", 1)[0]
+        try:
+            module = importlib.import_module(package + ".flops")
+        except ModuleNotFoundError as exc:
+            if exc.name != package + ".flops":
+                raise
+            return None
+        result = module.profile_model(model_dir, example)
+        return dict(result) if result is not None else None
+
 
 def _entry_points() -> List[Any]:
     from importlib import metadata

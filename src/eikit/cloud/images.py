@@ -1,0 +1,115 @@
+"""Which eikit image serves on which SageMaker instance type.
+
+eikit tags say framework, version, target and Python (``pytorch-2.13-cpu-py311``, see
+``eikit.images.matrix``). An instance family decides the target: Inferentia/Trainium ->
+``neuron``, NVIDIA GPUs -> ``gpu``, everything else SageMaker hosts on -> ``cpu``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from eikit.cloud.aws import CloudError
+from eikit.images import matrix
+
+NEURON_FAMILIES = ("inf1", "inf2", "trn1", "trn1n", "trn2")
+GPU_FAMILIES = ("g4dn", "g5", "g6", "g6e", "p2", "p3", "p3dn", "p4d", "p4de", "p5", "p5e")
+CPU_FAMILIES = (
+    "t2", "t3", "m4", "m5", "m5d", "m6i", "m6id", "m7i", "c4", "c5", "c5d", "c5n", "c6i",
+    "c6id", "c6in", "c7i", "r5", "r5d", "r6i", "r6id", "r7i",
+)  # fmt: skip
+ARM_FAMILIES = ("c6g", "c6gd", "c6gn", "c7g", "m6g", "m6gd", "m7g", "r6g", "r6gd", "r7g")
+
+_TAG = re.compile(r"^(?P<framework>[a-z]+)-(?P<version>\d+\.\d+)-(?P<target>[a-z]+)-py(?P<py>\d+)$")
+_INSTANCE = re.compile(r"^ml\.(?P<family>[a-z0-9]+)\.(?P<size>[a-z0-9]+)$")
+
+
+@dataclass(frozen=True)
+class EikitImage:
+    """An image URI whose tag is an eikit tag: ``REPO:pytorch-2.13-cpu-py311``."""
+
+    repository: str  # everything before the tag: registry/name
+    framework: str
+    target: str
+    tag: str
+
+    def with_target(self, target: str) -> EikitImage:
+        tag = matrix.variant(self.framework, target).tag
+        return EikitImage(self.repository, self.framework, target, tag)
+
+    @property
+    def uri(self) -> str:
+        return "%s:%s" % (self.repository, self.tag)
+
+    @property
+    def ecr(self) -> Optional[Tuple[str, str, str]]:
+        """(account, region, repository name) for an ECR URI, else None."""
+        match = re.match(
+            r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(.+)$", self.repository
+        )
+        return (match.group(1), match.group(2), match.group(3)) if match else None
+
+
+def parse_image(uri: str) -> Optional[EikitImage]:
+    """The eikit image a URI names, or None when its tag is not an eikit tag."""
+    if "@" in uri:
+        return None  # a digest says nothing about framework or target
+    repository, sep, tag = uri.rpartition(":")
+    if not sep or "/" in tag:
+        return None
+    match = _TAG.match(tag)
+    if match is None:
+        return None
+    framework, target = match.group("framework"), match.group("target")
+    if framework not in matrix.FRAMEWORKS or target not in matrix.TARGETS:
+        return None
+    return EikitImage(repository, framework, target, tag)
+
+
+def instance_family(instance_type: str) -> str:
+    match = _INSTANCE.match(instance_type)
+    if match is None:
+        raise CloudError(
+            "%r is not a SageMaker instance type (ml.FAMILY.SIZE, e.g. ml.inf1.xlarge)"
+            % instance_type
+        )
+    return match.group("family")
+
+
+def target_for(instance_type: str) -> str:
+    """The eikit image target that serves on ``instance_type``."""
+    family = instance_family(instance_type)
+    if family.startswith("eia"):
+        raise CloudError(
+            "%s is an Elastic Inference accelerator, not an instance type" % (instance_type,)
+        )
+    if family in NEURON_FAMILIES:
+        return "neuron"
+    if family in GPU_FAMILIES:
+        return "gpu"
+    if family in CPU_FAMILIES:
+        return "cpu"
+    if family in ARM_FAMILIES:
+        raise CloudError(
+            "%s is a Graviton (arm64) instance: eikit's images are built for x86_64; build an "
+            "arm64 image on an arm64 machine and pass it with --image" % instance_type
+        )
+    raise CloudError(
+        "eikit does not know instance family %r; pass the image to run with --image" % family
+    )
+
+
+def build_command(image: EikitImage, region: Optional[str]) -> str:
+    """The commands that build and push the image ``image`` names."""
+    ecr = image.ecr
+    repo = ecr[2] if ecr else image.repository.rsplit("/", 1)[-1]
+    push = "eikit push --repository %s --tag %s" % (repo, image.tag)
+    if ecr or region:
+        push += " --region %s" % (ecr[1] if ecr else region)
+    return "eikit build --framework %s --target %s && %s" % (
+        image.framework,
+        image.target,
+        push,
+    )

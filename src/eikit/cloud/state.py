@@ -1,0 +1,86 @@
+"""The migration state file: what was read, made and removed, and how far a run got.
+
+Written (atomically: a temporary file, then a rename) before each step that changes the
+account, so a migration that was interrupted — Ctrl-C, a lost shell, a timeout — can be
+finished (``eikit migrate resume``) or undone (``eikit migrate rollback``) from it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from eikit.cloud.aws import CloudError
+
+VERSION = 1
+STEPS = (
+    "planned",  # nothing changed yet
+    "config-created",  # new models and endpoint config exist
+    "scaling-removed",  # autoscaling deregistered (recorded in "scaling")
+    "updating",  # UpdateEndpoint called
+    "updated",  # the endpoint is InService on the new config
+    "done",  # autoscaling restored on the new variants
+    "rolling-back",
+    "rolled-back",
+)
+
+
+def default_path(endpoint: str) -> Path:
+    return Path("eikit-migrate-%s.json" % endpoint)
+
+
+def now_iso(clock: Optional[float] = None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if clock is None else clock))
+
+
+class StateFile:
+    """One migration's state, saved to ``path`` on every change."""
+
+    def __init__(self, path: Path, data: Dict[str, Any]) -> None:
+        self.path = path
+        self.data = data
+
+    @classmethod
+    def new(cls, path: Path, data: Dict[str, Any]) -> StateFile:
+        if path.exists():
+            old = cls.load(path)
+            if old.step not in ("done", "rolled-back"):
+                raise CloudError(
+                    "%s holds an unfinished migration of %s (step %s): finish it with `eikit "
+                    "migrate resume --state %s` or undo it with `eikit migrate rollback "
+                    "--state %s`" % (path, old.data.get("endpoint"), old.step, path, path)
+                )
+        state = cls(path, dict(data, version=VERSION, history=[]))
+        state.advance("planned", "plan written")
+        return state
+
+    @classmethod
+    def load(cls, path: Path) -> StateFile:
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise CloudError("no migration state file %s" % path) from None
+        except ValueError as exc:
+            raise CloudError("%s is not a migration state file: %s" % (path, exc)) from None
+        if data.get("version") != VERSION or data.get("step") not in STEPS:
+            raise CloudError("%s is not an eikit migration state file (version 1)" % path)
+        return cls(path, data)
+
+    @property
+    def step(self) -> str:
+        return str(self.data.get("step"))
+
+    def advance(self, step: str, note: str = "") -> None:
+        assert step in STEPS, step
+        self.data["step"] = step
+        self.data.setdefault("history", []).append({"at": now_iso(), "step": step, "note": note})
+        self.save()
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(self.path.name + ".partial")
+        partial.write_text(json.dumps(self.data, indent=2, sort_keys=True, default=str) + "\n")
+        os.replace(str(partial), str(self.path))
