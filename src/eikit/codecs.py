@@ -1,21 +1,33 @@
 """Content types: decode request bodies, encode predictions, negotiate Accept.
 
-Decoding never unpickles (``allow_pickle=False``). A body that does not parse as its
-type is a ``BadRequest`` (400); an unknown type is ``UnsupportedMediaType`` (415); an
-Accept header naming nothing we can produce is ``NotAcceptable`` (406).
+Decoding never unpickles. A body that does not parse as its type is a ``BadRequest``
+(400) whose message says what is wrong and where, quoting at most ~100 characters of
+the body; a body that would decode to more array data than ``Limits`` allow is a
+``PayloadTooLarge`` (413); an unknown type is ``UnsupportedMediaType`` (415); an Accept
+header naming nothing we can produce is ``NotAcceptable`` (406). Nothing else escapes a
+decoder (tests/unit/test_codecs_fuzz.py holds them to that).
+
+JSON responses are strict JSON: NaN and +-Infinity are written as ``null``.
 """
 
 from __future__ import annotations
 
+import array as pyarray
 import csv
 import functools
 import io
 import json
-from typing import Any, Callable, Dict, List, Optional, Tuple
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from eikit.errors import BadRequest, NotAcceptable, UnsupportedMediaType
+from eikit.npyfile import load_npy, load_npz, quote
+
+if TYPE_CHECKING:
+    from eikit.settings import Settings
 
 JSON = "application/json"
 JSONLINES = "application/jsonlines"
@@ -45,7 +57,35 @@ def media_type(header: Optional[str]) -> str:
     return ALIASES.get(base, base)
 
 
-# --- decoding ---------------------------------------------------------------
+# --- limits -------------------------------------------------------------------
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request body may decode to. The defaults match the default settings."""
+
+    # NPY/NPZ array data in total (an NPZ's members inflated); EIKIT_MAX_DECOMPRESSED_MB.
+    max_decompressed_bytes: int = 4 * 6 * MIB
+    # JSON / JSON lines nesting: deeper bodies are refused before they are parsed.
+    max_json_depth: int = 100
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(max_decompressed_bytes=settings.max_decompressed_bytes)
+
+
+_limits = Limits()
+
+
+def configure(limits: Limits) -> None:
+    """Set the limits ``decode`` uses when it is given none: once per worker process."""
+    global _limits
+    _limits = limits
+
+
+# --- decoding -----------------------------------------------------------------
 
 
 def _json_to_array(value: Any) -> Any:
@@ -54,108 +94,219 @@ def _json_to_array(value: Any) -> Any:
     if isinstance(value, list):
         try:
             array = np.asarray(value)
-        except ValueError:
+        except (ValueError, OverflowError):
             return value  # ragged: let the hooks decide
         if array.dtype.kind in "biuf":
-            return array.astype(np.float32)
+            with np.errstate(over="ignore"):  # beyond float32's range is inf, as in numpy
+                return array.astype(np.float32)
     return value
 
 
-def decode_json(body: bytes) -> Any:
+def json_depth(body: bytes) -> int:
+    """The deepest ``[``/``{`` nesting in ``body``, brackets inside strings not counted.
+
+    Vectorised (no Python loop over the body, no recursion), so it runs before parsing:
+    exact for valid JSON and JSON lines; for invalid bodies any answer will do, since
+    the parser refuses them anyway.
+    """
+    codes = np.frombuffer(body, dtype=np.uint8)
+    folded = codes | 32  # '[' (91) and '{' (123) both fold to 123; ']' and '}' to 125
+    opening = folded == 123
+    at = np.flatnonzero(opening | (folded == 125))
+    if at.size == 0:
+        return 0
+    quotes = codes == 34
+    slashes = np.flatnonzero(codes == 92)
+    if slashes.size:
+        # A quote after an odd run of backslashes is escaped: not a string boundary.
+        breaks = np.flatnonzero(np.diff(slashes) != 1)
+        ends = np.append(slashes[breaks], slashes[-1])
+        starts = np.insert(slashes[breaks + 1], 0, slashes[0])
+        escaped = ends[(ends - starts) % 2 == 0] + 1
+        quotes[escaped[escaped < codes.size]] = False
+    boundaries = np.flatnonzero(quotes)
+    if boundaries.size:
+        at = at[np.searchsorted(boundaries, at) % 2 == 0]  # an even count before: outside
+        if at.size == 0:
+            return 0
+    return max(0, int(np.cumsum(np.where(opening[at], 1, -1)).max()))
+
+
+def _check_depth(body: bytes, limit: int, what: str) -> None:
+    # Fewer opening brackets than the limit cannot nest deeper: no scan for most bodies.
+    if body.count(b"[") + body.count(b"{") > limit and json_depth(body) > limit:
+        raise BadRequest("%s nests deeper than %d levels" % (what, limit))
+
+
+def decode_json(body: bytes, limits: Optional[Limits] = None) -> Any:
+    """JSON; NaN, Infinity and -Infinity are read as floats, as Python and AWS's toolkits do."""
+    _check_depth(body, (limits or _limits).max_json_depth, "JSON body")
     try:
         return _json_to_array(json.loads(body))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest("body is not valid JSON: %s" % exc) from None
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise BadRequest("body is not valid JSON: %s" % quote(str(exc), 200)) from None
 
 
-def decode_jsonlines(body: bytes) -> Any:
-    try:
-        rows = [json.loads(line) for line in body.splitlines() if line.strip()]
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest("body is not valid JSON lines: %s" % exc) from None
+def decode_jsonlines(body: bytes, limits: Optional[Limits] = None) -> Any:
+    """One JSON value per non-blank line; an empty body is a BadRequest."""
+    _check_depth(body, (limits or _limits).max_json_depth, "JSON lines body")
+    rows = []
+    for number, line in enumerate(body.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except (ValueError, RecursionError) as exc:
+            raise BadRequest(
+                "JSON lines body: line %d is not valid JSON: %s" % (number, quote(str(exc), 200))
+            ) from None
+    if not rows:
+        raise BadRequest("JSON lines body is empty")
     return _json_to_array(rows)
 
 
-def decode_csv(body: bytes) -> np.ndarray:
+def _bad_cell(row: List[str], line: int) -> BadRequest:
+    for column, cell in enumerate(row, 1):
+        try:
+            float(cell)
+        except ValueError:
+            return BadRequest(
+                "CSV line %d, column %d is not a number: %s" % (line, column, quote(cell))
+            )
+    return BadRequest("CSV line %d is not numeric" % line)  # pragma: no cover
+
+
+def decode_csv(body: bytes, limits: Optional[Limits] = None) -> np.ndarray:
+    """Numeric CSV as a float32 2-D array. Rows end with \\n, \\r\\n or \\r; blank lines
+    are skipped; every row must have as many fields as the first."""
     try:
-        text = body.decode("utf-8")
-        rows = [row for row in csv.reader(io.StringIO(text)) if row]
-        array = np.array([[float(cell) for cell in row] for row in rows], dtype=np.float32)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest("body is not numeric CSV: %s" % exc) from None
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("CSV body is not UTF-8: %s" % exc) from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    values = pyarray.array("d")  # 8 bytes a value, not a Python object per cell
+    width = rows = 0
+    try:
+        for row in reader:
+            if not row:
+                continue
+            if not rows:
+                width = len(row)
+            elif len(row) != width:
+                raise BadRequest(
+                    "CSV line %d has %d fields; the first row has %d"
+                    % (reader.line_num, len(row), width)
+                )
+            try:
+                values.extend(map(float, row))
+            except ValueError:
+                raise _bad_cell(row, reader.line_num) from None
+            rows += 1
+    except csv.Error as exc:  # a field over csv.field_size_limit(), a stray quote...
+        raise BadRequest("CSV line %d does not parse: %s" % (reader.line_num, exc)) from None
     if not rows:
         raise BadRequest("CSV body is empty")
-    return array
+    with np.errstate(over="ignore"):  # beyond float32's range is inf, as in numpy
+        return np.frombuffer(values, dtype=np.float64).astype(np.float32).reshape(rows, width)
 
 
-def decode_npy(body: bytes) -> np.ndarray:
-    try:
-        array = np.load(io.BytesIO(body), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise BadRequest("body is not a valid NPY array: %s" % exc) from None
-    if not isinstance(array, np.ndarray):
-        raise BadRequest("body is an NPZ archive, not NPY: send it as %s" % NPZ)
-    return array
+def decode_npy(body: bytes, limits: Optional[Limits] = None) -> np.ndarray:
+    """An ndarray with its dtype; object arrays are refused, sizes checked first."""
+    return load_npy(body, (limits or _limits).max_decompressed_bytes)
 
 
-def decode_npz(body: bytes) -> Dict[str, np.ndarray]:
-    try:
-        with np.load(io.BytesIO(body), allow_pickle=False) as archive:
-            if not hasattr(archive, "files"):
-                raise ValueError("not an NPZ archive")
-            return {name: archive[name] for name in archive.files}
-    except (ValueError, OSError, EOFError) as exc:
-        raise BadRequest("body is not a valid NPZ archive: %s" % exc) from None
+def decode_npz(body: bytes, limits: Optional[Limits] = None) -> Dict[str, np.ndarray]:
+    """Each member as an ndarray; inflated sizes are checked against the limit first."""
+    return load_npz(body, (limits or _limits).max_decompressed_bytes)
 
 
-DECODERS: Dict[str, Callable[[bytes], Any]] = {
+def decode_octet(body: bytes, limits: Optional[Limits] = None) -> bytes:
+    return bytes(body)
+
+
+DECODERS: Dict[str, Callable[[bytes, Optional[Limits]], Any]] = {
     JSON: decode_json,
     JSONLINES: decode_jsonlines,
     CSV: decode_csv,
     NPY: decode_npy,
     NPZ: decode_npz,
-    OCTET: bytes,
+    OCTET: decode_octet,
 }
 
 
-def decode(body: bytes, content_type: str) -> Any:
+def decode(body: bytes, content_type: str, limits: Optional[Limits] = None) -> Any:
+    """``body`` as its ``content_type`` says; ``limits`` default to what ``configure`` set."""
     decoder = DECODERS.get(media_type(content_type))
     if decoder is None:
         raise UnsupportedMediaType(
-            "unsupported Content-Type %r; supported: %s" % (content_type, ", ".join(DECODERS))
+            "unsupported Content-Type %s; supported: %s"
+            % (quote(content_type), ", ".join(DECODERS))
         )
-    return decoder(body)
+    return decoder(body, limits)
 
 
 # --- encoding ---------------------------------------------------------------
 
 
-def _plain(value: Any) -> Any:
-    """Arrays, numpy scalars and array-likes (tensors) to JSON-ready Python values."""
+def _plain(value: Any, strict: bool = False) -> Any:
+    """Arrays, numpy scalars and array-likes (tensors) to JSON-ready Python values;
+    ``strict``: non-finite floats become None."""
     if isinstance(value, np.ndarray):
-        return value.tolist()
+        return _array_plain(value, strict)
     if isinstance(value, np.generic):
-        return value.item()
+        return _plain(value.item(), strict) if strict else value.item()
+    if isinstance(value, float):
+        return None if strict and not math.isfinite(value) else value
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): _plain(v, strict) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [_plain(v, strict) for v in value]
     if isinstance(value, (bytes, bytearray)):
         raise TypeError("bytes cannot be encoded as JSON; ask for %s" % OCTET)
     if hasattr(value, "__array__") and not isinstance(value, (str, int, float, bool)):
-        return np.asarray(value).tolist()
+        return _array_plain(np.asarray(value), strict)
     return value
 
 
+def _array_plain(array: np.ndarray, strict: bool) -> Any:
+    if array.dtype.hasobject or array.dtype.names is not None:
+        return _plain(array.tolist(), strict)  # objects, records: their items may need it
+    if strict and array.dtype.kind in "fc":
+        bad = ~np.isfinite(array)
+        if bad.any():
+            array = array.astype(object)
+            array[bad] = None
+    return array.tolist()
+
+
+def _json_text(prediction: Any, dump: Callable[[Any], str]) -> str:
+    """Strict JSON for ``prediction``: NaN and +-Infinity are written as null.
+
+    The first try costs nothing extra for finite data; only an answer holding a
+    non-finite float (json raises ValueError on it) is converted a second time.
+    """
+    try:
+        return dump(_plain(prediction))
+    except ValueError:
+        return dump(_plain(prediction, strict=True))
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
 def encode_json(prediction: Any) -> bytes:
-    return json.dumps(_plain(prediction), separators=(",", ":")).encode()
+    return _json_text(prediction, _dumps).encode()
+
+
+def _dump_lines(rows: Any) -> str:
+    if not isinstance(rows, list):
+        rows = [rows]
+    return "".join(_dumps(row) + "\n" for row in rows)
 
 
 def encode_jsonlines(prediction: Any) -> bytes:
-    rows = _plain(prediction)
-    if not isinstance(rows, list):
-        rows = [rows]
-    return b"".join(json.dumps(row, separators=(",", ":")).encode() + b"\n" for row in rows)
+    return _json_text(prediction, _dump_lines).encode()
 
 
 def encode_csv(prediction: Any) -> bytes:

@@ -184,6 +184,13 @@ class Settings(BaseSettings):
         ge=1,
         description="Requests that may wait for a worker; past it the client gets 503.",
     )
+    max_decompressed_in_mb: Optional[float] = Field(
+        None,
+        alias="EIKIT_MAX_DECOMPRESSED_MB",
+        gt=0,
+        description="Most array data one NPY or NPZ request may decode to (an NPZ's members "
+        "inflated, in total); more gets 413. Unset: 4 × `SAGEMAKER_MAX_PAYLOAD_IN_MB`.",
+    )
     graceful_timeout: float = Field(
         25.0,
         alias="EIKIT_GRACEFUL_TIMEOUT",
@@ -226,6 +233,11 @@ class Settings(BaseSettings):
     @property
     def max_payload_bytes(self) -> int:
         return int(self.max_payload_in_mb * 1024 * 1024)
+
+    @property
+    def max_decompressed_bytes(self) -> int:
+        megabytes = self.max_decompressed_in_mb or 4 * self.max_payload_in_mb
+        return int(megabytes * 1024 * 1024)
 
     def to_env(self) -> Dict[str, str]:
         """The settings as environment variables, for a child process or a container."""
