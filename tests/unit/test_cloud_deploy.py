@@ -69,7 +69,8 @@ def test_package_lays_out_what_sagemaker_extracts(tmp_path: Path) -> None:
     with tarfile.open(str(out), "r:gz") as tar:
         names = tar.getnames()
         assert {m.uname for m in tar.getmembers()} == {"root"}
-        assert tar.extractfile("code/inference.py").read().startswith(b"def model_fn")  # type: ignore[union-attr]
+        script = tar.extractfile("code/inference.py")
+        assert script is not None and script.read().startswith(b"def model_fn")
     assert names == [
         "model.pt", "sub/vocab.txt", "code/inference.py", "code/requirements.txt",
         "code/lib/helper.py",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any, Iterator, List
@@ -307,3 +308,40 @@ def test_cli_migrate_then_rollback_by_endpoint_name(
     assert endpoint(aws)["EndpointConfigName"] == "flowers-config"
     assert main(["migrate", "endpoint", "nope", "--instance-type", "ml.c5.xlarge"]) == 1
     assert "cannot read endpoint nope" in capsys.readouterr().err
+
+
+def test_waiter_reports_progress_and_times_out() -> None:
+    from eikit.cloud.aws import Waiter, WaitTimeout
+    from tests.unit.test_cloud_moto import FakeTime
+
+    clock = FakeTime()
+    out = io.StringIO()
+    waiter = Waiter(clock=clock.clock, sleep=clock.sleep, interval=30, progress_every=60, out=out)
+    statuses = iter(["Creating"] * 5 + ["InService"])
+    answer = waiter.wait(
+        "endpoint e",
+        lambda: {"S": next(statuses)},
+        lambda a: a["S"],
+        ["InService"],
+        ["Failed"],
+        600,
+    )
+    assert answer == {"S": "InService"}
+    assert out.getvalue().splitlines() == [
+        "[0:00] endpoint e: Creating", "[1:00] endpoint e: Creating", "[2:00] endpoint e: Creating",
+        "[2:30] endpoint e: InService",
+    ]  # fmt: skip
+    with pytest.raises(WaitTimeout, match="still Creating after 2:00"):
+        waiter.wait("endpoint e", lambda: {"S": "Creating"}, lambda a: a["S"], ["x"], [], 120)
+
+
+def test_a_state_file_that_is_not_one_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    path.write_text('{"version": 7}')
+    with pytest.raises(CloudError, match="not an eikit migration state file"):
+        StateFile.load(path)
+    path.write_text("{")
+    with pytest.raises(CloudError, match="not a migration state file"):
+        StateFile.load(path)
+    with pytest.raises(CloudError, match="no migration state file"):
+        StateFile.load(tmp_path / "missing.json")

@@ -145,6 +145,9 @@ def table(report: Dict[str, Any]) -> str:
             "(an estimate: load-test the top few on SageMaker before moving)"
             % report["cheapest_fit"]
         )
+        chosen = next(c for c in report["candidates"] if c["type"] == report["cheapest_fit"])
+        for note in chosen["notes"]:
+            lines.append("  %s: %s" % (chosen["type"], note))
     return "\n".join(lines) + "\n"
 
 
@@ -165,17 +168,18 @@ def write_chart(report: Dict[str, Any], path: Path) -> None:
         ) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 6.5))
-    measured: Dict[int, Any] = {}
-    for p in report["measured"]:
-        best = measured.get(p["batch"])
-        if best is None or p["throughput"]["value"] > best["throughput"]["value"]:
-            measured[p["batch"]] = p
-    xs = [measured[b]["throughput"]["value"] for b in sorted(measured)]
-    ys = [measured[b]["p50_ms"]["value"] for b in sorted(measured)]
-    left.plot(xs, ys, "-o", color="black", linewidth=2, label="this machine (measured)")
-    for b, x, y in zip(sorted(measured), xs, ys):
+    # as the estimates are drawn: p50 at the lowest concurrency, the best throughput
+    batches = sorted({p["batch"] for p in report["measured"]})
+    xs, ys = [], []
+    for b in batches:
+        rows = [p for p in report["measured"] if p["batch"] == b]
+        xs.append(max(p["throughput"]["value"] for p in rows))
+        ys.append(min(rows, key=lambda p: p["concurrency"])["p50_ms"]["value"])
+    left.plot(xs, ys, "-o", color="black", linewidth=2, zorder=5, label="this machine (measured)")
+    for b, x, y in zip(batches, xs, ys):
         left.annotate("b=%d" % b, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     shown = [c for c in report["candidates"] if c["points"]]
     colours = plt.get_cmap("tab20")
@@ -190,6 +194,8 @@ def write_chart(report: Dict[str, Any], path: Path) -> None:
         )
     left.set_xscale("log")
     left.set_yscale("log")
+    left.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    left.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     left.set_xlabel("throughput, inferences/s (batch sizes along each line)")
     left.set_ylabel("p50 latency per request, ms")
     left.set_title("Latency vs throughput: solid = measured, dashed = estimated")
