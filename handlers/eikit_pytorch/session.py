@@ -1,4 +1,14 @@
-"""One worker's PyTorch on one device: the default model_fn / predict_fn and their helpers.
+"""One worker's PyTorch on one device: the default hooks, with the types AWS's PyTorch
+toolkit (sagemaker-pytorch-inference) exchanges.
+
+- ``model_fn``: TorchScript from the model directory, on the device.
+- ``input_fn``: the body decoded by Content-Type, as a torch tensor on the device (float32
+  for JSON, JSON lines and CSV, like AWS's ``torch.FloatTensor``; NPY keeps its dtype); a
+  dict of tensors for NPZ or a JSON object.
+- ``predict_fn``: the model called on those tensors (or on what a user ``input_fn``
+  returned) under ``inference_mode`` and the device's execution context; returns what the
+  model returned, tensors on the device.
+- ``output_fn`` (the base class's): tensors, arrays or lists encoded by Accept.
 
 ``TorchSession`` holds what every device shares (threads, grad off, inputs in, outputs out);
 each subclass changes only the steps that differ: where a model is loaded to, how a model
@@ -19,7 +29,8 @@ from eikit.accelerators import ProbeResult
 from eikit.errors import ConfigurationError
 from eikit.runtime import ModelSession
 from eikit_pytorch.loading import find_model_file, load_torchscript
-from eikit_pytorch.tensors import to_inputs, to_numpy
+from eikit_pytorch.shapes import empty_request, refusal
+from eikit_pytorch.tensors import request_tensors, to_inputs, to_numpy
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +75,7 @@ class TorchSession(ModelSession):
         """What must happen before any model loads, the user's model_fn included."""
 
     # --- model_fn ---
-    def load(self, model_dir: Path) -> Any:
+    def model_fn(self, model_dir: Path) -> Any:
         path = find_model_file(Path(model_dir))
         model = self.prepare(load_torchscript(path, self.map_location))
         log.info(
@@ -105,13 +116,34 @@ class TorchSession(ModelSession):
                 % (self.api, type(model).__name__)
             )
 
+    # --- input_fn ---
+    def to_input(self, decoded: Any) -> Any:
+        data = request_tensors(decoded)
+        if isinstance(data, dict):
+            return {key: self.to_device(tensor) for key, tensor in data.items()}
+        if isinstance(data, (list, tuple)):
+            return [self.to_device(tensor) for tensor in data]
+        return self.to_device(data)
+
     # --- predict_fn ---
     def predict(self, model: Any, data: Any) -> Any:
+        """The default hooks end to end, moving inputs once (in predict_fn), not twice."""
+        return to_numpy(self.predict_fn(request_tensors(data), model))
+
+    def predict_fn(self, data: Any, model: Any) -> Any:
         dtype = self._float_dtype(model)
         inputs = [self.to_device(match_float(tensor, dtype)) for tensor in to_inputs(data)]
-        with self._grad_off(), self.execution():
-            output = model(*inputs)
-        return to_numpy(output)
+        empty = empty_request(inputs)
+        if empty is not None:
+            raise empty
+        try:
+            with self._grad_off(), self.execution():
+                return model(*inputs)
+        except Exception as exc:
+            refused = refusal(exc, inputs)
+            if refused is None:
+                raise
+            raise refused from exc
 
     def to_device(self, tensor: Any) -> Any:
         return tensor

@@ -1,4 +1,5 @@
-"""Decoded request data to model inputs, and model outputs to CPU numpy arrays.
+"""Decoded request data to tensors (the default input_fn), model inputs (the default
+predict_fn), and model outputs to CPU numpy arrays (the default output_fn).
 
 Inputs: a numpy array keeps its dtype (eikit's codecs already turn JSON and CSV numbers
 into float32 arrays, as AWS's toolkit did with ``torch.FloatTensor``; NPY keeps its own).
@@ -62,25 +63,53 @@ def to_tensor(value: Any, what: str = "input") -> Any:
     )
 
 
-def to_inputs(data: Any) -> List[Any]:
-    """The model's positional inputs for decoded request ``data``."""
+def _all_tensors(data: Any) -> bool:
     import torch
 
+    return (
+        isinstance(data, (list, tuple))
+        and bool(data)
+        and all(isinstance(item, torch.Tensor) for item in data)
+    )
+
+
+def _not_bytes(data: Any, hook: str) -> None:
     if isinstance(data, (bytes, bytearray, memoryview, str)):
         raise BadRequest(
-            "the default predict_fn takes arrays (JSON, CSV, NPY or NPZ requests), not %s; "
+            "the default %s takes arrays (JSON, CSV, NPY or NPZ requests), not %s; "
             "define input_fn in the inference script to turn this content into tensors"
-            % type(data).__name__
+            % (hook, type(data).__name__)
         )
+
+
+def request_tensors(decoded: Any) -> Any:
+    """The default input_fn's answer for a decoded request: one tensor, or a dict of
+    tensors for a dict (NPZ, a JSON object), keys kept; tensors and lists of tensors pass."""
+    import torch
+
+    _not_bytes(decoded, "input_fn")
+    if isinstance(decoded, torch.Tensor) or _all_tensors(decoded):
+        return decoded
+    if isinstance(decoded, dict):
+        if not decoded:
+            raise BadRequest("the request holds no arrays")
+        return {key: to_tensor(value, "input %r" % str(key)) for key, value in decoded.items()}
+    return to_tensor(decoded)
+
+
+def to_inputs(data: Any) -> List[Any]:
+    """The model's positional inputs for ``data``: a tensor, a dict (values in order), a
+    list or tuple of tensors, or arrays and lists as a user input_fn may return them."""
+    import torch
+
+    _not_bytes(data, "predict_fn")
+    if isinstance(data, torch.Tensor):
+        return [data]
     if isinstance(data, dict):
         if not data:
             raise BadRequest("the request holds no arrays")
         return [to_tensor(value, "input %r" % str(key)) for key, value in data.items()]
-    if (
-        isinstance(data, (list, tuple))
-        and data
-        and all(isinstance(item, torch.Tensor) for item in data)
-    ):
+    if _all_tensors(data):
         return list(data)
     return [to_tensor(data)]
 

@@ -1,19 +1,46 @@
-"""decode -> hooks -> encode, for one model in one worker. Knows nothing of HTTP."""
+"""decode -> hooks -> encode, for one model in one worker. Knows nothing of HTTP, nor of
+the framework: the runtime's ``ModelSession`` supplies the default hooks.
+
+Every mix of user and default hooks hands on what AWS's toolkits hand on
+(sagemaker-inference's ``Transformer``, with the framework's ``DefaultInferenceHandler``):
+
+- a user ``input_fn`` or ``transform_fn`` gets the body as ``str`` when the Content-Type is
+  exactly ``application/json`` or ``text/csv`` (UTF-8; a body that is not UTF-8 is a 400),
+  else as ``bytes``; a missing Content-Type counts as ``application/json``;
+- ``accept`` is the request's Accept header, or ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT``
+  when it is missing or ``*/*``;
+- the default hooks are the session's: ``input_fn`` gives the framework's input type,
+  ``predict_fn`` returns the framework's output, ``output_fn`` takes either;
+- what ``output_fn`` or ``transform_fn`` returns is the body: ``bytes`` as they are, ``str``
+  as UTF-8, anything else as ``json.dumps(value, indent=2)`` (as MMS sends it), or a
+  ``(body, content_type)`` tuple. The reply's type is the tuple's, else the one the script
+  set with ``context.set_response_content_type``, else the first type in ``accept``.
+
+With no user request hook at all, the request takes the short path
+``codecs.decode`` -> ``session.predict`` -> ``codecs.encode``, which answers exactly what the
+default hooks composed would.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Union
 
 from eikit import codecs
 from eikit.context import Context, HeaderSource
-from eikit.errors import InternalError
+from eikit.errors import BadRequest, InternalError
 from eikit.runtime import ModelSession
 from eikit.user_module import UserHooks
 
 log = logging.getLogger(__name__)
+
+# sagemaker-inference's content_types.UTF8_TYPES, compared as it does: exactly.
+UTF8_TYPES = (codecs.JSON, codecs.CSV)
+# HTTP forbids a body with these.
+BODILESS = (204, 304)
 
 
 @dataclass
@@ -21,6 +48,34 @@ class Result:
     body: bytes
     content_type: str
     headers: Dict[str, str] = field(default_factory=dict)
+    status: int = 200
+
+
+def user_body(body: bytes, content_type: str) -> Union[bytes, str]:
+    """The body as a user ``input_fn``/``transform_fn`` receives it."""
+    if content_type not in UTF8_TYPES:
+        return body
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("%s body is not UTF-8: %s" % (content_type, exc)) from None
+
+
+def as_body(produced: Any) -> bytes:
+    """A hook's body as bytes, as MMS turns it into its reply."""
+    if isinstance(produced, bytes):
+        return produced
+    if isinstance(produced, (bytearray, memoryview)):
+        return bytes(produced)
+    if isinstance(produced, str):
+        return produced.encode("utf-8")
+    try:
+        return json.dumps(produced, indent=2).encode("utf-8")
+    except (TypeError, ValueError):
+        raise InternalError(
+            "output_fn/transform_fn returned %s: return bytes, str or a JSON-serialisable "
+            "value, optionally as (body, content_type)" % type(produced).__name__
+        ) from None
 
 
 class Pipeline:
@@ -30,7 +85,10 @@ class Pipeline:
         session: ModelSession,
         context: Context,
         default_accept: str = codecs.JSON,
+        short_path: bool = True,
     ) -> None:
+        """``short_path=False`` composes the default hooks even when the script defines
+        none (tests compare both paths)."""
         self.hooks = hooks
         self.session = session
         self.context = context
@@ -40,6 +98,8 @@ class Pipeline:
         self._input = hooks.get("input_fn")
         self._predict = hooks.get("predict_fn")
         self._output = hooks.get("output_fn")
+        user_request_hooks = (self._transform, self._input, self._predict, self._output)
+        self.short_path = short_path and all(hook is None for hook in user_request_hooks)
 
     # --- start-up ---------------------------------------------------------
 
@@ -51,7 +111,7 @@ class Pipeline:
             pre(model_dir, context=self.context)
         model_fn = self.hooks.get("model_fn")
         if model_fn is None:
-            self.model = self.session.load(Path(model_dir))
+            self.model = self.session.model_fn(Path(model_dir))
         else:
             self.model = self.session.prepare(model_fn(model_dir, context=self.context))
         warmup = self.hooks.get("model_warmup_fn")
@@ -70,38 +130,63 @@ class Pipeline:
         context = self.context
         context.start_request(headers)
         content_type = content_type or codecs.JSON
+        if self.short_path:
+            # Negotiate before predicting: a 406 should not cost a forward pass.
+            media = codecs.negotiate(accept, self.default_accept)
+            prediction = self.session.predict(self.model, codecs.decode(body, content_type))
+            return Result(codecs.encode(prediction, media), media)
         user_accept = self.default_accept if codecs.is_default_accept(accept) else str(accept)
         if self._transform is not None:
-            produced = self._transform(self.model, body, content_type, user_accept, context=context)
+            produced = self._transform(
+                self.model,
+                user_body(body, content_type),
+                content_type,
+                user_accept,
+                context=context,
+            )
             return self._finish(produced, user_accept)
-        # Negotiate before predicting: a 406 should not cost a forward pass.
-        out_type = user_accept if self._output else codecs.negotiate(accept, self.default_accept)
+        return self._compose(body, content_type, accept, user_accept)
+
+    def _compose(
+        self, body: bytes, content_type: str, accept: Optional[str], user_accept: str
+    ) -> Result:
+        context = self.context
+        session = self.session
+        # The default output_fn produces one of the types it knows: pick it (or 406) first.
+        out_accept = user_accept if self._output else codecs.negotiate(accept, self.default_accept)
         if self._input is not None:
-            data = self._input(body, content_type, context=context)
+            data = self._input(user_body(body, content_type), content_type, context=context)
         else:
-            data = codecs.decode(body, content_type)
+            data = session.input_fn(body, content_type)
         if self._predict is not None:
             prediction = self._predict(data, self.model, context=context)
         else:
-            prediction = self.session.predict(self.model, data)
+            prediction = session.predict_fn(data, self.model)
         if self._output is not None:
-            return self._finish(self._output(prediction, out_type, context=context), out_type)
-        encoded = codecs.encode(self.session.to_wire(prediction), out_type)
-        return Result(encoded, out_type, context.get_response_headers(0))
+            produced = self._output(prediction, out_accept, context=context)
+        else:
+            produced = session.output_fn(prediction, out_accept)
+        return self._finish(produced, out_accept)
 
     def _finish(self, produced: Any, accept: str) -> Result:
-        """A user hook's answer: ``body`` or ``(body, content_type)``, as bytes or str."""
-        listed = codecs.parse_accept(accept)
-        content_type = listed[0] if listed else accept
-        if isinstance(produced, tuple) and len(produced) == 2:
-            produced, content_type = produced
-        if isinstance(produced, str):
-            produced = produced.encode("utf-8")
-        elif isinstance(produced, (bytearray, memoryview)):
-            produced = bytes(produced)
-        elif not isinstance(produced, bytes):
-            raise InternalError(
-                "output_fn/transform_fn returned %s; return bytes or str, optionally "
-                "as (body, content_type)" % type(produced).__name__
-            )
-        return Result(produced, str(content_type), self.context.get_response_headers(0))
+        """A hook's answer, ``body`` or ``(body, content_type)``, with what the script set."""
+        status, set_type, headers = self.context.response()
+        content_type: Any = None
+        if isinstance(produced, tuple):
+            if len(produced) < 2:
+                raise InternalError("output_fn/transform_fn returned a tuple of %d" % len(produced))
+            produced, content_type = produced[0], produced[1]
+        if not content_type:
+            content_type = set_type
+        if not content_type:
+            listed = codecs.parse_accept(accept)
+            content_type = listed[0] if listed else accept
+        content_type = str(content_type)
+        if "\n" in content_type or "\r" in content_type or "\0" in content_type:
+            raise InternalError("content type %r has a line break" % content_type)
+        try:
+            content_type.encode("latin-1")
+        except UnicodeEncodeError:
+            raise InternalError("content type %r is not latin-1 text" % content_type) from None
+        body = b"" if status in BODILESS else as_body(produced)
+        return Result(body, content_type, headers, status)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 from eikit.accelerators import Probe, ProbeResult
 from eikit.errors import ConfigurationError
@@ -21,27 +21,96 @@ ENTRY_POINT_GROUP = "eikit.runtimes"
 
 
 class ModelSession(ABC):
-    """One worker's view of a framework on one device: the default hooks live here."""
+    """One worker's framework on one device. It supplies the framework's default hooks,
+    exchanging the types AWS's inference toolkit for that framework exchanges, so that any
+    mix of user and default hooks behaves as in AWS's container:
+
+    ================  ====================================  ===============================
+    hook              takes                                 returns
+    ================  ====================================  ===============================
+    ``model_fn``      the model directory                   the model, on the device
+    ``input_fn``      body (``bytes``, or ``str`` when the  the framework's input (PyTorch:
+                      pipeline decoded JSON/CSV text), the  a tensor on the device; MXNet:
+                      request's Content-Type                an NDArray; ...)
+    ``predict_fn``    what ``input_fn`` returned (the       the framework's output, as the
+                      default's or the user's), the model   model returned it
+    ``output_fn``     a prediction (framework objects,      ``(body bytes, content type)``
+                      arrays, lists, dicts), one media
+                      type to produce
+    ================  ====================================  ===============================
+
+    ``pipeline.Pipeline`` composes these with the user's hooks without knowing the
+    framework. When the script defines no request hook at all it takes a shorter path,
+    ``codecs.decode`` -> ``predict`` -> ``codecs.encode``; ``predict`` must answer exactly
+    what ``to_wire(predict_fn(to_input(decoded), model))`` would, which the base class
+    guarantees by defining it so. A subclass implements ``model_fn``, ``prepare``,
+    ``to_input``, ``predict_fn`` and ``to_wire``; it may override ``predict`` to go faster
+    as long as the answers stay identical.
+
+    Errors: input the model cannot take is the client's (``BadRequest``, 400); anything
+    else a default hook raises is the server's.
+    """
 
     def __init__(self, accelerator: ProbeResult, device: str) -> None:
         self.accelerator = accelerator
         self.device = device
 
+    # --- model_fn ---------------------------------------------------------------
+
     @abstractmethod
-    def load(self, model_dir: Path) -> Any:
+    def model_fn(self, model_dir: Path) -> Any:
         """The default ``model_fn``: load the model files in ``model_dir`` onto the device."""
+
+    def load(self, model_dir: Path) -> Any:
+        """Another name for ``model_fn``."""
+        return self.model_fn(model_dir)
 
     @abstractmethod
     def prepare(self, model: Any) -> Any:
         """Put a model returned by a user ``model_fn`` on the device (a no-op where it is)."""
 
-    @abstractmethod
-    def predict(self, model: Any, data: Any) -> Any:
-        """The default ``predict_fn``: inputs to the device, run, outputs back as CPU arrays."""
+    # --- input_fn ---------------------------------------------------------------
 
+    def input_fn(self, input_data: Union[bytes, str], content_type: str) -> Any:
+        """The default ``input_fn``: decode by Content-Type (``codecs``), then ``to_input``."""
+        from eikit import codecs  # numpy: imported in workers, not in the frontend
+
+        if isinstance(input_data, str):
+            input_data = input_data.encode("utf-8")
+        return self.to_input(codecs.decode(input_data, content_type))
+
+    @abstractmethod
+    def to_input(self, decoded: Any) -> Any:
+        """What ``codecs.decode`` returned (arrays, a dict of arrays, parsed JSON, bytes) as
+        the framework's input; ``BadRequest`` for what the default hooks cannot take."""
+
+    # --- predict_fn -------------------------------------------------------------
+
+    @abstractmethod
+    def predict_fn(self, data: Any, model: Any) -> Any:
+        """The default ``predict_fn``: run the model on ``data`` (the default ``input_fn``'s
+        result or the user's), on the device; return what the model returned."""
+
+    # --- output_fn --------------------------------------------------------------
+
+    @abstractmethod
     def to_wire(self, prediction: Any) -> Any:
-        """Turn framework objects into things the encoders take (arrays, lists, bytes)."""
-        return prediction
+        """Framework objects (also inside lists, tuples and dicts) as things the encoders
+        take: numpy arrays, lists, numbers, bytes."""
+
+    def output_fn(self, prediction: Any, accept: str) -> Tuple[bytes, str]:
+        """The default ``output_fn``: encode by ``accept`` (the first type listed that can
+        be produced; ``NotAcceptable`` if none)."""
+        from eikit import codecs
+
+        media = codecs.negotiate(accept, codecs.JSON)
+        return codecs.encode(self.to_wire(prediction), media), media
+
+    # --- the path with no user request hook ------------------------------------
+
+    def predict(self, model: Any, data: Any) -> Any:
+        """Decoded request in, encodable prediction out: the default hooks end to end."""
+        return self.to_wire(self.predict_fn(self.to_input(data), model))
 
 
 class Runtime(ABC):
