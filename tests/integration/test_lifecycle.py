@@ -13,9 +13,13 @@ SLOW = """
 import os, time, torch
 def model_fn(model_dir):
     time.sleep(float(os.environ.get("TEST_LOAD_SECONDS", "0")))
+    marker = os.path.join(model_dir, "loaded-once")
+    if os.path.exists(marker):  # a replacement: as slow as a busy machine can make it
+        time.sleep(float(os.environ.get("TEST_RELOAD_SECONDS", "0")))
+    open(marker, "a").close()
     return torch.jit.load(os.path.join(model_dir, "model.pt"))
 def input_fn(input_data, content_type):
-    text = input_data.decode()
+    text = input_data  # application/json arrives as str, as from sagemaker-inference
     if text.startswith("sleep "):
         time.sleep(float(text.split()[1]))
     if text == "exit":
@@ -178,11 +182,18 @@ def test_startup_timeout_counts_as_a_failed_load(tree, start):
 
 def test_requests_queued_behind_a_timed_out_one_are_resent_not_lost(tree, start):
     tree.script(SLOW)
-    endpoint = start(tree, {"SAGEMAKER_MODEL_SERVER_TIMEOUT": "2", "EIKIT_WORKER_QUEUE": "4"})
+    # The replacement takes longer to load than the timeout, as it does when the machine is
+    # busy: the resent requests wait for it rather than time out in the queue.
+    env = {
+        "SAGEMAKER_MODEL_SERVER_TIMEOUT": "2",
+        "EIKIT_WORKER_QUEUE": "4",
+        "TEST_RELOAD_SECONDS": "4",
+    }
+    endpoint = start(tree, env)
     results = {}
 
     def call(name, body):
-        results[name] = endpoint.invoke(body)
+        results[name] = endpoint.invoke(body, timeout=120)
 
     slow = threading.Thread(target=call, args=("slow", b"sleep 30"))
     slow.start()
@@ -191,6 +202,7 @@ def test_requests_queued_behind_a_timed_out_one_are_resent_not_lost(tree, start)
     for thread in fast:
         thread.start()
     for thread in [slow] + fast:
-        thread.join(60)
+        thread.join(180)
     assert results["slow"].status_code == 504
-    assert [results["fast%d" % i].status_code for i in range(2)] == [200, 200]
+    assert [results["fast%d" % i].status_code for i in range(2)] == [200, 200], endpoint.log()
+    assert "loaded in" in endpoint.log()  # they were answered by the slow replacement

@@ -28,6 +28,7 @@ class Boot:
         self.worker_count: Optional[int] = None
         self.stage = "starting"
         self.error: Optional[str] = None
+        self.shutting_down = False
         self._task: Optional[asyncio.Task] = None
 
     @property
@@ -43,6 +44,12 @@ class Boot:
             if self.pool.failed_reason is not None:
                 return "model failed to load: %s" % self.pool.failed_reason
             info = self.pool.describe()
+            if self.pool.loaded.is_set():
+                return "no worker serving: %d of %d ready, being replaced (last error: %s)" % (
+                    info["ready"],
+                    info["workers"],
+                    info["last_error"] or "none",
+                )
             return "model loading: %d of %d worker(s) ready" % (info["ready"], info["workers"])
         return "model loading: %s" % self.stage
 
@@ -75,12 +82,20 @@ class Boot:
                 time.monotonic() - started,
             )
             self.pool = WorkerPool(settings, runtime.name, self.detection.chain, self.worker_count)
+            self.pool.draining = self.shutting_down
             await self.pool.start()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self.error = "%s: %s" % (type(exc).__name__, exc)
             log.error("start-up failed: %s", self.error)
+
+    def begin_shutdown(self) -> None:
+        """A stop signal arrived: requests in flight are served, no worker is replaced.
+        Called from the signal handler, so it only sets flags."""
+        self.shutting_down = True
+        if self.pool is not None:
+            self.pool.drain()
 
     async def stop(self) -> None:
         if self._task is not None and not self._task.done():

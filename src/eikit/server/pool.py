@@ -7,6 +7,12 @@ from 2 to 4 took the tiny MLP from about 6,800 to about 9,000 requests/s, with l
 request on both sides); beyond that, requests wait in the frontend's bounded queue. One
 watchdog timer, not one per request, enforces the timeouts. Nothing here blocks the event
 loop, so ``/ping`` always answers at once.
+
+Faults never become an outage once the model has loaded: a worker that exits is
+replaced, and a replacement that cannot start, fails to load, exits or outlasts
+``SAGEMAKER_STARTUP_TIMEOUT`` is retried with backoff while the other workers serve. Only
+a first load that fails, or ``EIKIT_MAX_RELOAD_FAILURES`` failed loads in a row while no
+worker serves, marks the model failed.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from typing import Any, Deque, Dict, List, Optional, Tuple
 from eikit.accelerators import ProbeResult
 from eikit.errors import InternalError, ModelLoadFailed, ModelNotReady, PredictionTimeout
 from eikit.server import protocol
+from eikit.server.backoff import REPLACE_DELAY, ReplacementPolicy
+from eikit.server.link import Retry, Worker
 from eikit.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,82 +41,7 @@ Reply = Tuple[bytes, bytes]  # response meta, body
 
 SOCKET_BUFFER = 4 * 1024 * 1024
 
-
-class Retry(Exception):
-    """The request was queued on a worker that went away before starting it: resend."""
-
-
-class Worker(asyncio.Protocol):
-    def __init__(self, pool: WorkerPool, index: int, process: subprocess.Popen) -> None:
-        self.pool = pool
-        self.index = index
-        self.process = process
-        self.transport: Optional[asyncio.Transport] = None
-        self.frames = protocol.FrameBuffer()
-        self.inflight: Deque[asyncio.Future] = deque()
-        self.promised = 0  # slots handed to waiting requests that have not sent yet
-        self.head_started = 0.0  # when the request at the head of ``inflight`` began
-        self.ready = False
-        self.was_ready = False
-        self.info: Dict[str, Any] = {}
-
-    @property
-    def load(self) -> int:
-        return len(self.inflight) + self.promised
-
-    # asyncio.Protocol
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        for kind, _request_id, meta, body in self.frames.feed(data):
-            if kind == protocol.RESPONSE:
-                future = self.inflight.popleft()
-                self.head_started = time.monotonic()
-                if not future.done():
-                    future.set_result((meta, body))
-                self.pool.release(self)
-            elif kind == protocol.READY:
-                self.info = protocol_json(meta)
-                self.pool.on_ready(self)
-            elif kind == protocol.FAILED:
-                message = protocol_json(meta).get("message", "unknown error")
-                self.pool.on_failed(self, message)
-
-    def connection_lost(self, exc: Optional[Exception]) -> None:
-        self.pool.on_exit(self)
-
-    # frontend side
-    def send(self, kind: int, meta: bytes, body: bytes = b"") -> None:
-        assert self.transport is not None
-        start = protocol.head(kind, 0, meta, len(body))
-        if len(body) > protocol.COPY_LIMIT:
-            self.transport.writelines((start, body))
-        else:
-            self.transport.write(start + body)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        if self.transport is not None:
-            self.transport.close()
-
-    def abandon(self, head_error: Exception) -> None:
-        """Fail the running request with ``head_error``; the queued ones are resent."""
-        for position, future in enumerate(self.inflight):
-            if not future.done():
-                future.set_exception(head_error if position == 0 else Retry())
-        self.inflight.clear()
-
-
-def protocol_json(meta: bytes) -> Dict[str, Any]:
-    import json
-
-    try:
-        value = json.loads(meta) if meta else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+REAP_WAIT = 5.0  # a worker whose socket closed gets this long to exit before SIGKILL
 
 
 class WorkerPool:
@@ -125,32 +58,48 @@ class WorkerPool:
         self.ready: List[Worker] = []
         self.waiters: Deque[Tuple[asyncio.Future, float]] = deque()
         self.failed_reason: Optional[str] = None
+        self.last_error: Optional[str] = None  # the latest failed replacement, for /ping
+        self.draining = False  # a stop signal arrived: serve what is here, replace nothing
         self.stopping = False
         self.loaded = asyncio.Event()
         self.started_at = time.monotonic()
-        self._crashes: Dict[int, int] = {}
+        self.policy = ReplacementPolicy(settings.max_reload_failures)
+        self._serving_since = 0.0  # when a worker became ready while none was
+        self._timers: Dict[int, asyncio.TimerHandle] = {}
         self._watchdog: Optional[asyncio.TimerHandle] = None
 
     # --- state ---------------------------------------------------------------
 
     @property
     def healthy(self) -> bool:
-        """Every worker holds a loaded model and none is being replaced."""
-        return (
-            self.failed_reason is None
-            and len(self.workers) == self.count
-            and len(self.ready) == self.count
-        )
+        """The endpoint serves (what ``/ping`` says): every worker loaded the model once, the
+        model is not marked failed, and at least one worker is ready now. A worker being
+        replaced does not take the endpoint out of service while another one serves."""
+        return self.failed_reason is None and self.loaded.is_set() and bool(self.ready)
+
+    @property
+    def complete(self) -> bool:
+        """Every worker is ready: none is being replaced."""
+        return self.healthy and len(self.ready) == self.count
 
     def describe(self) -> Dict[str, Any]:
-        return {"workers": self.count, "ready": len(self.ready), "failed": self.failed_reason}
+        return {
+            "workers": self.count,
+            "ready": len(self.ready),
+            "failed": self.failed_reason,
+            "last_error": self.last_error,
+        }
 
     # --- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
         self._schedule_watchdog()
-        for index in range(self.count):
-            await self._spawn(index)
+        try:
+            for index in range(self.count):
+                await self._spawn(index)
+        except Exception as exc:  # e.g. EMFILE: before the first load, that is a failed load
+            self.fail("could not start a worker process: %s: %s" % (type(exc).__name__, exc))
+            return
         try:
             await asyncio.wait_for(self.loaded.wait(), self.settings.startup_timeout)
         except asyncio.TimeoutError:
@@ -161,20 +110,33 @@ class WorkerPool:
 
     async def _spawn(self, index: int) -> None:
         parent, child = socket.socketpair()
-        # Room for a whole large request in the socket, so the event loop hands it over in
-        # one write instead of buffering (and copying) the rest. Capped by the kernel.
-        for end in (parent, child):
-            with contextlib.suppress(OSError):
-                end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
-                end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "eikit.server.worker", str(child.fileno())],
-            pass_fds=(child.fileno(),),
-            close_fds=True,
-        )
-        child.close()
+        try:
+            # Room for a whole large request in the socket, so the event loop hands it over
+            # in one write instead of buffering (and copying) the rest. Capped by the kernel.
+            for end in (parent, child):
+                with contextlib.suppress(OSError):
+                    end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+                    end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "eikit.server.worker", str(child.fileno())],
+                pass_fds=(child.fileno(),),
+                close_fds=True,
+            )
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
         loop = asyncio.get_running_loop()
-        _, worker = await loop.create_connection(lambda: Worker(self, index, process), sock=parent)
+        try:
+            _, worker = await loop.create_connection(
+                lambda: Worker(self, index, process), sock=parent
+            )
+        except BaseException:
+            parent.close()
+            process.kill()
+            loop.run_in_executor(None, process.wait)
+            raise
         self.workers[index] = worker
         init = {
             "settings": self.settings.model_dump(mode="json", by_alias=True),
@@ -184,25 +146,41 @@ class WorkerPool:
         }
         worker.send(protocol.INIT, protocol.control(init))
         log.debug("worker %d started (pid %d)", index, process.pid)
+        if self.stopping:
+            worker.kill()
 
     def on_ready(self, worker: Worker) -> None:
+        if worker.failure is not None or self.workers.get(worker.index) is not worker:
+            return  # timed out or given up on while its READY was on the way
         worker.ready = worker.was_ready = True
+        if not self.ready:
+            self._serving_since = time.monotonic()
         self.ready.append(worker)
-        self._crashes.pop(worker.index, None)
-        if self.healthy and not self.loaded.is_set():
-            self.loaded.set()
+        self.policy.served(worker.index)
+        if not self.loaded.is_set():
+            if len(self.ready) == self.count:
+                self.loaded.set()
+                log.info(
+                    "ready: %d worker(s), model on %s, %.1fs after start",
+                    self.count,
+                    worker.info.get("device", "?"),
+                    time.monotonic() - self.started_at,
+                )
+        else:
             log.info(
-                "ready: %d worker(s), model on %s, %.1fs after start",
-                self.count,
-                worker.info.get("device", "?"),
-                time.monotonic() - self.started_at,
+                "worker %d replaced and ready (pid %d, loaded in %.1fs)",
+                worker.index,
+                worker.process.pid,
+                time.monotonic() - worker.spawned_at,
             )
-        elif self.loaded.is_set():
-            log.info("worker %d replaced and ready", worker.index)
         self.release(worker)
 
     def on_failed(self, worker: Worker, message: str) -> None:
-        self.fail("worker %d could not load the model: %s" % (worker.index, message))
+        if not self.loaded.is_set():
+            self.fail("worker %d could not load the model: %s" % (worker.index, message))
+            return
+        worker.failure = "could not load the model: %s" % message
+        worker.kill()  # it exits by itself too; on_exit retries
 
     def fail(self, reason: str) -> None:
         """The model cannot be served: /ping stays 503 and waiting requests get 503."""
@@ -210,6 +188,9 @@ class WorkerPool:
             self.failed_reason = reason
             log.error("model load failed: %s", reason)
         self.loaded.set()
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
         for worker in list(self.workers.values()):
             worker.kill()
         self._fail_waiters(ModelLoadFailed("model failed to load: %s" % reason))
@@ -225,26 +206,91 @@ class WorkerPool:
             del self.workers[worker.index]
         self._retire(worker)
         worker.abandon(InternalError("the worker died while predicting"))
-        asyncio.get_running_loop().run_in_executor(None, worker.process.wait)
+        asyncio.ensure_future(self._after_exit(worker))
+
+    async def _after_exit(self, worker: Worker) -> None:
+        # Replace only once the old process is gone, so its memory (host or device) is free.
+        code = await self._reap(worker.process)
         if self.stopping or self.failed_reason is not None:
             return
-        if not worker.was_ready:
-            code = worker.process.poll()
-            self.fail("worker %d exited during load (code %s)" % (worker.index, code))
+        if self.draining:
+            if not self.workers:
+                self._fail_waiters(ModelNotReady("server is shutting down"))
             return
-        crashes = self._crashes[worker.index] = self._crashes.get(worker.index, 0) + 1
-        delay = min(0.1 * 2 ** (crashes - 1), 5.0)
-        log.warning("worker %d exited; replacing it in %.1fs", worker.index, delay)
-        asyncio.get_running_loop().call_later(delay, self._respawn, worker.index)
+        if not self.loaded.is_set():
+            reason = worker.failure or "exited during load (code %s)" % code
+            self.fail("worker %d %s" % (worker.index, reason))
+        elif worker.was_ready:
+            log.warning(
+                "worker %d (pid %d) exited (code %s); replacing it",
+                worker.index,
+                worker.process.pid,
+                code,
+            )
+            self._schedule(worker.index, REPLACE_DELAY)
+        else:
+            self._load_failed(worker.index, worker.failure or "exited during load (code %s)" % code)
 
-    def _respawn(self, index: int) -> None:
-        if not self.stopping and self.failed_reason is None and index not in self.workers:
-            asyncio.ensure_future(self._spawn(index))
+    async def _reap(self, process: subprocess.Popen) -> Optional[int]:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(None, process.wait, REAP_WAIT)
+        except subprocess.TimeoutExpired:
+            process.kill()  # its socket is closed: it can never serve again
+            return await loop.run_in_executor(None, process.wait)
+
+    def _load_failed(self, index: int, reason: str) -> None:
+        """A replacement did not come up: retry with backoff, or give up (see backoff.py)."""
+        self.last_error = "worker %d %s" % (index, reason)
+        delay = self.policy.failed(index, serving=bool(self.ready))
+        if delay is None:
+            self.fail(
+                "%d worker loads failed in a row with no worker serving "
+                "(EIKIT_MAX_RELOAD_FAILURES=%d); last: %s"
+                % (self.policy.unserved, self.policy.limit, self.last_error)
+            )
+            return
+        if not self.ready:
+            self._fail_waiters(ModelNotReady("no worker is serving: %s" % self.last_error))
+        log.error(
+            "worker %d could not be replaced (attempt %d): %s; retrying in %.1fs",
+            index,
+            self.policy.attempts(index),
+            reason,
+            delay,
+        )
+        self._schedule(index, delay)
+
+    def _schedule(self, index: int, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._timers[index] = loop.call_later(
+            delay, lambda: asyncio.ensure_future(self._replace(index))
+        )
+
+    async def _replace(self, index: int) -> None:
+        self._timers.pop(index, None)
+        if self.stopping or self.draining or self.failed_reason is not None:
+            return
+        if index in self.workers:
+            return
+        try:
+            await self._spawn(index)
+        except Exception as exc:  # EMFILE, ENOMEM, EAGAIN from fork: all worth a retry
+            self._load_failed(
+                index, "could not start a worker process: %s: %s" % (type(exc).__name__, exc)
+            )
+
+    def drain(self) -> None:
+        """A stop signal arrived: keep serving, replace nobody. Safe in a signal handler."""
+        self.draining = True
 
     async def stop(self, timeout: float = 5.0) -> None:
         self.stopping = True
         if self._watchdog is not None:
             self._watchdog.cancel()
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
         self._fail_waiters(ModelNotReady("server is shutting down"))
         workers = list(self.workers.values())
         for worker in workers:
@@ -283,10 +329,7 @@ class WorkerPool:
                 if not worker.ready:
                     continue  # it went away while this request was being woken
             future = loop.create_future()
-            if not worker.inflight:
-                worker.head_started = time.monotonic()
-            worker.inflight.append(future)
-            worker.send(protocol.REQUEST, meta, body)
+            worker.send_request(future, meta, body)
             try:
                 return await future
             except Retry:
@@ -297,6 +340,8 @@ class WorkerPool:
             raise ModelLoadFailed("model failed to load: %s" % self.failed_reason)
         if not self.loaded.is_set():
             raise ModelNotReady("model is still loading")
+        if self.stopping or (self.draining and not self.workers):
+            raise ModelNotReady("server is shutting down")
         if len(self.waiters) >= self.settings.max_queue:
             raise ModelNotReady(
                 "too many requests waiting (EIKIT_MAX_QUEUE=%d)" % self.settings.max_queue
@@ -321,7 +366,7 @@ class WorkerPool:
                 worker.promised += 1
                 waiter.set_result(worker)
 
-    # --- the watchdog: prediction and queue timeouts -----------------------------
+    # --- the watchdog: prediction, queue and replacement timeouts -------------
 
     def _schedule_watchdog(self) -> None:
         interval = min(0.25, self.timeout / 4)
@@ -332,7 +377,20 @@ class WorkerPool:
         for worker in list(self.ready):
             if worker.inflight and now - worker.head_started > self.timeout:
                 self._timed_out(worker)
-        while self.waiters and now - self.waiters[0][1] > self.timeout:
+        self._expire_waiters(now)
+        if self.loaded.is_set():
+            self._expire_loads(now)
+        if not self.stopping:
+            self._schedule_watchdog()
+
+    def _expire_waiters(self, now: float) -> None:
+        """A queued request waits up to the timeout for a free worker, counted from when it
+        was queued (or resent), but never from before a worker was ready: while every
+        worker is being replaced it waits for the first replacement instead, which either
+        loads or fails (and then the waiters get 503 at once)."""
+        if not self.ready:
+            return
+        while self.waiters and now - max(self.waiters[0][1], self._serving_since) > self.timeout:
             waiter, _ = self.waiters.popleft()
             if not waiter.done():
                 waiter.set_exception(
@@ -341,8 +399,16 @@ class WorkerPool:
                         % self.timeout
                     )
                 )
-        if not self.stopping:
-            self._schedule_watchdog()
+
+    def _expire_loads(self, now: float) -> None:
+        """A replacement gets SAGEMAKER_STARTUP_TIMEOUT to load, as the first workers did."""
+        limit = self.settings.startup_timeout
+        for worker in list(self.workers.values()):
+            if worker.was_ready or worker.failure is not None or now - worker.spawned_at <= limit:
+                continue
+            worker.failure = "did not load within SAGEMAKER_STARTUP_TIMEOUT=%gs" % limit
+            log.error("worker %d (pid %d) %s", worker.index, worker.process.pid, worker.failure)
+            worker.kill()
 
     def _timed_out(self, worker: Worker) -> None:
         log.error("worker %d timed out (pid %d); replacing it", worker.index, worker.process.pid)

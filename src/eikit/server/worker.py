@@ -46,6 +46,19 @@ def _die_with_parent() -> None:
         pass
 
 
+def _ignore_stop_signals() -> None:
+    """SIGINT and SIGTERM sent to the whole process group (Ctrl-C, systemd, ``tini -g``)
+    must not kill a worker mid-request: the frontend drains, then closes the worker's
+    socket. A handler that does nothing, not SIG_IGN: an ignored signal stays ignored in
+    programs the user's script starts, a handler is reset to the default by exec."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _ignore)
+
+
+def _ignore(sig: int, frame: Any) -> None:
+    pass
+
+
 def load_pipeline(
     settings: Settings, runtime_name: str, chain: List[ProbeResult], index: int
 ) -> Pipeline:
@@ -94,12 +107,12 @@ def handle(pipeline: Pipeline, meta: bytes, body: bytes) -> Tuple[bytes, bytes]:
         else:
             logs.rejected(log, status, exc)  # no request content at INFO
         code = code_of(exc)
-        headers_out = pipeline.context.get_response_headers(0)
+        headers_out = pipeline.context.response()[2]  # what the script set, but its type
         return (
             protocol.response_meta(status, "application/json", headers_out),
             error_body(client_message(exc), code),
         )
-    return protocol.response_meta(200, result.content_type, result.headers), result.body
+    return protocol.response_meta(result.status, result.content_type, result.headers), result.body
 
 
 def serve_forever(sock: socket.socket) -> int:
@@ -141,8 +154,7 @@ def serve_forever(sock: socket.socket) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     _die_with_parent()
-    # Ctrl-C reaches the whole process group; the frontend decides when workers stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _ignore_stop_signals()
     sock = socket.socket(fileno=int(args[0]))
     try:
         return serve_forever(sock)

@@ -1,0 +1,107 @@
+"""The frontend's end of one worker process: its socket, its queue of sent requests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, Deque, Dict, Optional
+
+from eikit.server import protocol
+
+if TYPE_CHECKING:
+    from eikit.server.pool import WorkerPool
+
+
+class Retry(Exception):
+    """The request was queued on a worker that went away before starting it: resend."""
+
+
+class Worker(asyncio.Protocol):
+    def __init__(self, pool: WorkerPool, index: int, process: subprocess.Popen) -> None:
+        self.pool = pool
+        self.index = index
+        self.process = process
+        self.transport: Optional[asyncio.Transport] = None
+        self.frames = protocol.FrameBuffer()
+        self.inflight: Deque[asyncio.Future] = deque()
+        self.promised = 0  # slots handed to waiting requests that have not sent yet
+        self.head_started = 0.0  # when the request at the head of ``inflight`` began
+        self.head_undelivered = False  # its write failed: the worker was already gone
+        self.spawned_at = time.monotonic()
+        self.ready = False
+        self.was_ready = False
+        self.failure: Optional[str] = None  # why it ended before serving, when known
+        self.info: Dict[str, Any] = {}
+
+    @property
+    def load(self) -> int:
+        return len(self.inflight) + self.promised
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        for kind, _request_id, meta, body in self.frames.feed(data):
+            if kind == protocol.RESPONSE:
+                future = self.inflight.popleft()
+                self.head_started = time.monotonic()
+                if not future.done():
+                    future.set_result((meta, body))
+                self.pool.release(self)
+            elif kind == protocol.READY:
+                self.info = control_json(meta)
+                self.pool.on_ready(self)
+            elif kind == protocol.FAILED:
+                message = control_json(meta).get("message", "unknown error")
+                self.pool.on_failed(self, message)
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self.pool.on_exit(self)
+
+    # frontend side
+    def send(self, kind: int, meta: bytes, body: bytes = b"") -> None:
+        assert self.transport is not None
+        start = protocol.head(kind, 0, meta, len(body))
+        if len(body) > protocol.COPY_LIMIT:
+            self.transport.writelines((start, body))
+        else:
+            self.transport.write(start + body)
+
+    def send_request(self, future: asyncio.Future, meta: bytes, body: bytes) -> None:
+        """Queue a request on this worker. A write that fails (EPIPE: the worker exited and
+        the frontend has not yet read its EOF) closes the transport at once; a request that
+        would have been the worker's next one then never reached it and is resent."""
+        head = not self.inflight
+        if head:
+            self.head_started = time.monotonic()
+        self.inflight.append(future)
+        self.send(protocol.REQUEST, meta, body)
+        if head and self.transport is not None and self.transport.is_closing():
+            self.head_undelivered = True
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        if self.transport is not None:
+            self.transport.close()
+
+    def abandon(self, head_error: Exception) -> None:
+        """Fail the running request with ``head_error``; the queued ones are resent, and so
+        is the head when it never reached the worker."""
+        for position, future in enumerate(self.inflight):
+            if not future.done():
+                started = position == 0 and not self.head_undelivered
+                future.set_exception(head_error if started else Retry())
+        self.inflight.clear()
+
+
+def control_json(meta: bytes) -> Dict[str, Any]:
+    try:
+        value = json.loads(meta) if meta else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
