@@ -100,7 +100,7 @@ class Settings(BaseSettings):
         alias="SAGEMAKER_STARTUP_TIMEOUT",
         gt=0,
         description="Seconds the workers may take to load the model before the load "
-        "counts as failed.",
+        "counts as failed; a replacement worker that takes longer is killed and retried.",
     )
     max_payload_in_mb: float = Field(
         6.0,
@@ -184,6 +184,41 @@ class Settings(BaseSettings):
         ge=1,
         description="Requests that may wait for a worker; past it the client gets 503.",
     )
+    max_header_bytes: int = Field(
+        65536,
+        alias="EIKIT_MAX_HEADER_BYTES",
+        ge=1024,
+        description="Largest request head (request line and headers, counted from its first "
+        "byte); past it the client gets 431 and the connection is closed.",
+    )
+    header_timeout: float = Field(
+        20.0,
+        alias="EIKIT_HEADER_TIMEOUT",
+        gt=0,
+        description="Seconds from a request's first byte to the end of its headers; past it "
+        "the client gets 408 and the connection is closed.",
+    )
+    body_timeout: float = Field(
+        60.0,
+        alias="EIKIT_BODY_TIMEOUT",
+        gt=0,
+        description="Seconds from the end of a request's headers to the end of the body it "
+        "declared; past it the client gets 408 and the connection is closed.",
+    )
+    keep_alive_timeout: float = Field(
+        75.0,
+        alias="EIKIT_KEEP_ALIVE_TIMEOUT",
+        gt=0,
+        description="Seconds a connection may stay idle (before its first request or between "
+        "two) before it is closed; above SageMaker's 60 s idle timeout, as AWS recommends.",
+    )
+    max_connections: int = Field(
+        1000,
+        alias="EIKIT_MAX_CONNECTIONS",
+        ge=1,
+        description="Open client connections; past it a new one gets 503 and is closed. "
+        "Lowered at start-up to fit the open-files limit, keeping descriptors for the workers.",
+    )
     max_decompressed_in_mb: Optional[float] = Field(
         None,
         alias="EIKIT_MAX_DECOMPRESSED_MB",
@@ -196,6 +231,15 @@ class Settings(BaseSettings):
         alias="EIKIT_GRACEFUL_TIMEOUT",
         gt=0,
         description="Seconds SIGTERM waits for in-flight requests before stopping the workers.",
+    )
+    max_reload_failures: int = Field(
+        5,
+        alias="EIKIT_MAX_RELOAD_FAILURES",
+        ge=0,
+        description="After the first load, failed worker loads in a row, while no worker "
+        "serves, that mark the model failed (`/ping` 503 for good). While any worker serves, "
+        "failed replacements are retried with backoff (1 s doubling to 30 s) without limit. "
+        "0: never give up.",
     )
     access_log: bool = Field(
         False, alias="EIKIT_ACCESS_LOG", description="Log one line per request."

@@ -13,6 +13,7 @@ import logging
 from typing import Any, Awaitable, Callable, Dict, List, MutableMapping, Optional, Tuple
 
 from eikit.errors import (
+    BadRequest,
     EikitError,
     InternalError,
     ModelLoadFailed,
@@ -50,9 +51,14 @@ async def reply(
     await send({"type": "http.response.body", "body": body})
 
 
+CLOSE = [(b"connection", b"close")]
+
+
 async def reply_error(send: Send, exc: BaseException) -> None:
     message = exc.message if isinstance(exc, EikitError) else "internal error"
-    await reply(send, status_of(exc), error_body(message, code_of(exc)))
+    # A refused body is not read: close rather than read it all to reach the next request.
+    extra = CLOSE if isinstance(exc, PayloadTooLarge) else None
+    await reply(send, status_of(exc), error_body(message, code_of(exc)), extra=extra)
 
 
 class App:
@@ -64,6 +70,15 @@ class App:
             ("POST", "/invocations"): self.invocations,
             ("GET", "/execution-parameters"): self.execution_parameters,
         }
+        for (method, path), route in list(self.routes.items()):
+            if method == "GET":  # HEAD answers as GET; uvicorn leaves the body out
+                self.routes[("HEAD", path)] = route
+        allowed: Dict[str, List[str]] = {}
+        for method, path in self.routes:
+            allowed.setdefault(path, []).append(method)
+        self.allow = {
+            path: ", ".join(sorted(methods)).encode() for path, methods in allowed.items()
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -71,7 +86,11 @@ class App:
             if route is None:
                 await self.not_found(scope, send)
                 return
-            await route(scope, receive, send)
+            try:
+                await route(scope, receive, send)
+            except Exception:  # answer a bug in JSON too, not with uvicorn's text/plain 500
+                log.exception("%s %s failed", scope["method"], scope["path"])
+                await reply_error(send, InternalError("internal error"))
         elif scope["type"] == "lifespan":
             await self.lifespan(receive, send)
 
@@ -87,9 +106,15 @@ class App:
                 return
 
     async def not_found(self, scope: Scope, send: Send) -> None:
-        known = [path for method, path in self.routes if path == scope["path"]]
-        if known:
-            await reply(send, 405, error_body("method not allowed", "method_not_allowed"))
+        allow = self.allow.get(scope["path"])
+        if allow is not None:
+            message = "%s not allowed on %s; allowed: %s" % (
+                scope["method"],
+                scope["path"],
+                allow.decode(),
+            )
+            body = error_body(message, "method_not_allowed")
+            await reply(send, 405, body, extra=[(b"allow", allow)])
         else:
             await reply(send, 404, error_body("no route %s" % scope["path"], "not_found"))
 
@@ -133,7 +158,11 @@ class App:
             meta = protocol.request_meta(content_type, accept, protocol.join_headers(headers))
             response_meta, answer = await pool.submit(meta, body)
         except asyncio.CancelledError:
-            raise
+            # Only shutdown cancels a request (EIKIT_GRACEFUL_TIMEOUT ran out): answer in
+            # JSON rather than let uvicorn send its text/plain 500.
+            message = "server shut down before the request finished (EIKIT_GRACEFUL_TIMEOUT=%gs)"
+            await reply_error(send, ModelNotReady(message % self.settings.graceful_timeout))
+            return
         except Exception as exc:
             if not isinstance(exc, EikitError):
                 log.exception("invocation failed in the frontend")
@@ -148,6 +177,8 @@ class App:
         if length > limit:
             raise PayloadTooLarge(self._too_large(length))
         message = await receive()
+        if message["type"] != "http.request":
+            raise BadRequest("client disconnected before its body arrived")
         body = message.get("body", b"")
         if not message.get("more_body", False):
             return body
@@ -155,6 +186,8 @@ class App:
         size = len(body)
         while message.get("more_body", False):
             message = await receive()
+            if message["type"] != "http.request":
+                raise BadRequest("client disconnected before its body arrived")
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import uvicorn
 
 from eikit import logs
 from eikit.server.app import App
+from eikit.server.http import Limits, connection_cap, protocol_class
 from eikit.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,15 @@ log = logging.getLogger(__name__)
 
 class _Server(uvicorn.Server):
     """uvicorn re-raises SIGTERM after a graceful shutdown (exit status 143); a drained
-    server has done its job, so it exits 0 instead."""
+    server has done its job, so it exits 0 instead.
+
+    SIGINT and SIGTERM often reach the whole process group (Ctrl-C in a terminal;
+    systemd, ``tini -g``). Workers ignore them; the frontend tells the pool to stop
+    replacing workers, drains in-flight requests, then stops the workers itself."""
+
+    def __init__(self, config: uvicorn.Config, on_signal: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_signal = on_signal
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:  # uvicorn >= 0.29; older ones don't re-raise
@@ -33,6 +42,7 @@ class _Server(uvicorn.Server):
 
     def _on_signal(self, sig: int, frame: Any) -> None:
         log.info("signal %d: draining in-flight requests, then stopping", sig)
+        self.on_signal()
         self.handle_exit(sig, frame)
 
 
@@ -54,19 +64,24 @@ def serve(settings: Settings) -> int:
     logs.configure(settings.log_level)
     _read_whole_bodies(settings.max_payload_bytes + 1)
     log.info("eikit serving %s on %s:%d", settings.model_dir, settings.host, settings.port)
+    app = App(settings)
+    limits = Limits.from_settings(settings, connection_cap(settings))
+    log.debug("HTTP limits: %s", limits)
     config = uvicorn.Config(
-        App(settings),
+        app,
         host=settings.host,
         port=settings.port,
+        http=protocol_class(limits),  # uvicorn's httptools protocol with eikit.server.http's limits
+        ws="none",
         log_config=None,
         access_log=settings.access_log,
         lifespan="on",
         timeout_graceful_shutdown=int(settings.graceful_timeout),
-        timeout_keep_alive=75,  # above SageMaker's 60 s idle timeout, as AWS recommends
+        timeout_keep_alive=settings.keep_alive_timeout,  # a float works too
         server_header=False,
         date_header=False,
         proxy_headers=False,  # SageMaker's front door talks to the container directly
     )
-    server = _Server(config)
+    server = _Server(config, app.boot.begin_shutdown)
     server.run()
     return 0 if server.started else 1

@@ -1,0 +1,441 @@
+"""Limits on what one HTTP client can hold: bytes of a request head, time to send it and its
+body, idle time, and open connections.
+
+uvicorn's httptools protocol has none of these: a client sending one header byte per second,
+or nothing, kept its connection forever; an unterminated header was buffered without limit;
+idle connections could take every file descriptor, so a worker could not be respawned.
+``LimitedProtocol`` is that protocol with the limits added. It is uvicorn's own class,
+extended through the callbacks httptools calls, so the request path is uvicorn's; the limits
+cost a counter and a state change per request. One watchdog timer per server, not one per
+connection or request, enforces the deadlines.
+
+Every refusal is answered as JSON where an answer is possible, then the connection is closed
+after the client had time to read it: the server stops writing (FIN) but keeps reading, and
+discards, what the client still sends (``_linger``). Closing with unread data in the socket
+would make the kernel send a reset, which can destroy the answer before the client reads it.
+
+uvicorn internals this relies on are checked by ``check_uvicorn`` at start-up; the tested
+uvicorn range is pinned in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+import os
+from typing import Any, Dict, NamedTuple, Optional, Set, Type
+
+import httptools
+from uvicorn.protocols.http import httptools_impl
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from eikit.errors import ConfigurationError, error_body
+from eikit.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# How a connection's request stands. IDLE: no byte of a request yet (fresh or between
+# requests). HEAD: request line and headers arriving. BODY: the declared body arriving.
+# LINGER: answered and closing; what arrives is discarded. CLOSED: gone.
+IDLE, HEAD, BODY, LINGER, CLOSED = range(5)
+
+LINGER_SECONDS = 5.0  # longest a closing connection waits for the client to stop sending
+REJECT_LINGER = 16  # refused connections (over the limit) that may linger at once
+FD_RESERVE = 32  # descriptors the frontend keeps besides connections: listener, loop, logs
+FD_PER_WORKER = 4  # a worker's socket, plus a respawn's socketpair and exec pipe
+LOG_EVERY = 10.0  # seconds between two warnings of one kind
+BODY_WIRE_FACTOR = 4  # chunked framing may add this much to a body before it is refused
+
+UVICORN_HOOKS = (
+    "connection_made",
+    "connection_lost",
+    "on_message_begin",
+    "on_headers_complete",
+    "on_message_complete",
+    "send_400_response",
+    "shutdown",
+    "_unset_keepalive_if_required",
+)
+
+
+class Limits(NamedTuple):
+    max_header_bytes: int
+    header_timeout: float
+    body_timeout: float
+    keep_alive_timeout: float
+    max_connections: int
+    max_body_wire_bytes: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings, max_connections: int) -> Limits:
+        wire = (settings.max_payload_bytes + settings.max_header_bytes) * BODY_WIRE_FACTOR
+        return cls(
+            settings.max_header_bytes,
+            settings.header_timeout,
+            settings.body_timeout,
+            settings.keep_alive_timeout,
+            max_connections,
+            wire + 65536,
+        )
+
+
+def check_uvicorn() -> None:
+    """Refuse to start on a uvicorn whose httptools protocol lacks what this module extends."""
+    import uvicorn
+
+    missing = [
+        name for name in UVICORN_HOOKS if not callable(getattr(HttpToolsProtocol, name, None))
+    ]
+    if not hasattr(httptools_impl, "RequestResponseCycle"):
+        missing.append("RequestResponseCycle")
+    if missing:
+        raise ConfigurationError(
+            "uvicorn %s is not supported: its httptools protocol lacks %s; install the "
+            "version range eikit pins (pyproject.toml)" % (uvicorn.__version__, ", ".join(missing))
+        )
+
+
+def connection_cap(settings: Settings) -> int:
+    """EIKIT_MAX_CONNECTIONS, lowered if needed so that connections cannot take the file
+    descriptors the frontend needs to respawn a worker."""
+    wanted = settings.max_connections
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return wanted
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    workers = settings.workers or os.cpu_count() or 1
+    reserve = FD_RESERVE + FD_PER_WORKER * workers + REJECT_LINGER
+    if wanted <= soft - reserve:
+        return wanted
+    cap = max(1, soft - reserve)
+    log.warning(
+        "EIKIT_MAX_CONNECTIONS=%d lowered to %d: the open-files limit (ulimit -n) is %d and "
+        "%d descriptors are kept for the server and %d worker(s)",
+        wanted,
+        cap,
+        soft,
+        reserve,
+        workers,
+    )
+    return cap
+
+
+def response(status: int, message: str, code: str) -> bytes:
+    """A whole JSON error response that closes the connection."""
+    body = error_body(message, code)
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    head = "HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % (
+        status,
+        phrase,
+        len(body),
+    )
+    return head.encode("ascii") + b"connection: close\r\n\r\n" + body
+
+
+class Watchdog:
+    """One timer per server that enforces every connection's deadline, and the state the
+    connections of one server share."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        shortest = min(
+            limits.header_timeout, limits.body_timeout, limits.keep_alive_timeout, LINGER_SECONDS
+        )
+        self.interval = min(1.0, max(0.02, shortest / 4))
+        self.timer: Optional[asyncio.TimerHandle] = None
+        self.rejected = 0  # refused connections (over the limit) not yet closed
+        self.last_warning: Dict[str, float] = {}
+        self.quiet: Dict[str, int] = {}
+
+    def watch(self, loop: asyncio.AbstractEventLoop, connections: Set[Any]) -> None:
+        if self.timer is None:
+            self.timer = loop.call_later(self.interval, self.tick, loop, connections)
+
+    def tick(self, loop: asyncio.AbstractEventLoop, connections: Set[Any]) -> None:
+        self.timer = None
+        now = loop.time()
+        for conn in list(connections):
+            if isinstance(conn, LimitedProtocol):
+                try:
+                    conn.check(now)
+                except Exception:
+                    log.exception("connection watchdog failed; closing the connection")
+                    conn.abort()
+        if connections:
+            self.watch(loop, connections)
+
+    def warn(self, now: float, kind: str, message: str, *args: Any) -> None:
+        """Log a refusal at most once per LOG_EVERY seconds per kind: a flood of hostile
+        clients must not flood the log."""
+        if now - self.last_warning.get(kind, -LOG_EVERY) < LOG_EVERY:
+            self.quiet[kind] = self.quiet.get(kind, 0) + 1
+            return
+        self.last_warning[kind] = now
+        more = self.quiet.pop(kind, 0)
+        if more:
+            message += " (and %d more since the last such warning)" % more
+        log.warning(message, *args)
+
+
+class _Transport:
+    """The connection's transport as uvicorn's request cycle sees it: the same ``write``, but
+    ``close`` lets an unread request body drain first, so the answer reaches the client."""
+
+    __slots__ = ("_protocol", "_real", "write", "get_extra_info", "pause_reading", "resume_reading")
+
+    def __init__(self, real: asyncio.Transport, protocol: LimitedProtocol) -> None:
+        self._protocol = protocol
+        self._real = real
+        self.write = real.write
+        self.get_extra_info = real.get_extra_info
+        self.pause_reading = real.pause_reading
+        self.resume_reading = real.resume_reading
+
+    def close(self) -> None:
+        self._protocol.close_after_response()
+
+    def is_closing(self) -> bool:
+        return self._protocol.phase >= LINGER or self._real.is_closing()
+
+    def __getattr__(self, name: str) -> Any:  # anything else a uvicorn version may use
+        return getattr(self._real, name)
+
+
+class LimitedProtocol(HttpToolsProtocol):  # type: ignore[misc]
+    """uvicorn's httptools protocol with the limits of one server (``limits``, ``watchdog``:
+    set on the subclass ``protocol_class`` makes)."""
+
+    limits: Limits
+    watchdog: Watchdog
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.phase = IDLE
+        self.since = 0.0  # when the current phase's deadline started
+        self.head_bytes = 0
+        self.body_bytes = 0
+        self.rejected = False
+        self.real: Optional[asyncio.Transport] = None
+
+    # --- connection ----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.real = transport
+        self.transport = _Transport(transport, self)
+        self.since = now = self.loop.time()
+        watchdog = self.watchdog
+        watchdog.watch(self.loop, self.connections)
+        open_now = len(self.connections) - watchdog.rejected
+        if open_now > self.limits.max_connections:
+            self._reject(now, open_now - 1)
+
+    def _reject(self, now: float, open_now: int) -> None:
+        """Over EIKIT_MAX_CONNECTIONS: answer 503 at once (before the request is read) and
+        close. Only a few refused connections linger; past that they are closed at once, so
+        a flood of them cannot hold descriptors either."""
+        watchdog = self.watchdog
+        self.rejected = True
+        watchdog.rejected += 1
+        limit = self.limits.max_connections
+        message = "too many open connections (EIKIT_MAX_CONNECTIONS=%d); retry later" % limit
+        watchdog.warn(
+            now,
+            "connections",
+            "refused a connection: %d open, EIKIT_MAX_CONNECTIONS=%d",
+            open_now,
+            limit,
+        )
+        self.real.write(response(503, message, "too_many_connections"))  # type: ignore[union-attr]
+        if watchdog.rejected > REJECT_LINGER:
+            self.abort()
+        else:
+            self._linger()
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self.phase = CLOSED
+        if self.rejected:
+            self.rejected = False
+            self.watchdog.rejected -= 1
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        phase = self.phase
+        if phase == BODY:
+            self.body_bytes += len(data)
+            if self.body_bytes > self.limits.max_body_wire_bytes:
+                self._refuse(
+                    413, "request body framing exceeds the payload limit", "payload_too_large"
+                )
+                return
+            self._feed(data)
+            return
+        if phase >= LINGER:
+            return  # answered and closing: discard
+        if phase == IDLE:
+            self.phase = HEAD
+            self.since = self.loop.time()
+            self.head_bytes = 0
+        size = self.head_bytes + len(data)
+        limit = self.limits.max_header_bytes
+        if size <= limit:
+            self.head_bytes = size
+            self._feed(data)
+            return
+        # This read crosses the limit: parse only up to it. If the head ends there, the rest
+        # is body (or the next request) and is read as such; otherwise refuse the request.
+        allowed = limit - self.head_bytes
+        self.head_bytes = limit
+        if allowed > 0:
+            self._feed(data[:allowed])
+        if self.phase == HEAD:
+            self._refuse(
+                431,
+                "request head exceeds EIKIT_MAX_HEADER_BYTES=%d bytes" % limit,
+                "headers_too_large",
+            )
+        else:
+            self.data_received(data[allowed:])
+
+    def _feed(self, data: bytes) -> None:
+        """uvicorn's ``data_received``, without its log line per bad request (a hostile
+        client must not flood the log) and its text/plain 400."""
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            # Nothing to upgrade to (no websockets): the request was answered as plain HTTP,
+            # and whatever follows it is read as HTTP too.
+            offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
+            if 0 < offset < len(data) and self.phase < LINGER:
+                self._feed(data[offset:])
+        except httptools.HttpParserError as exc:
+            self._refuse(400, "invalid HTTP request: %s" % exc, "bad_request")
+
+    # --- httptools callbacks (per request: keep them cheap) -------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self.phase == IDLE:  # a pipelined request begins in the read that ended the last
+            self.phase = HEAD
+            self.since = self.loop.time()
+            self.head_bytes = 0
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        if self.phase == HEAD:
+            self.phase = BODY
+            self.since = self.loop.time()
+            self.body_bytes = 0
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        if self.phase == BODY:
+            self.phase = IDLE
+
+    def send_400_response(self, msg: str) -> None:
+        """The parser refused the request: answer in JSON rather than uvicorn's text."""
+        self._refuse(400, "invalid HTTP request", "bad_request")
+
+    # --- closing -------------------------------------------------------------
+
+    def close_after_response(self) -> None:
+        """uvicorn closes after a response (``Connection: close``, a 413): if the request body
+        is still arriving, let it drain so the response is read before the socket closes."""
+        real = self.real
+        if real is None:
+            return
+        if self.phase == BODY and not real.is_closing():
+            self._linger()
+        else:
+            self.phase = max(self.phase, LINGER)
+            real.close()
+
+    def _linger(self) -> None:
+        self.phase = LINGER
+        self.since = self.loop.time()
+        self._unset_keepalive_if_required()
+        real = self.real
+        if real is None or real.is_closing():
+            return
+        if not real.can_write_eof():
+            real.close()
+            return
+        real.write_eof()  # after what is buffered: the answer goes out, then FIN
+        self.flow.resume_reading()
+
+    def _refuse(self, status: int, message: str, code: str) -> None:
+        """Answer ``status`` and close, if the answer can be the next one the client reads;
+        otherwise just close."""
+        real = self.real
+        if real is None or real.is_closing() or self.phase >= LINGER:
+            return
+        self.watchdog.warn(self.loop.time(), code, "%d to %s: %s", status, self._peer(), message)
+        cycle = self.cycle
+        if self.phase == HEAD:
+            # This request has no cycle yet; the previous one may still be answering.
+            answer = cycle is None or cycle.response_complete
+        else:
+            # Only while its app waits for the body; not queued behind a pipelined request.
+            answer = cycle is not None and not cycle.response_started and not self.pipeline
+            if answer:
+                cycle.disconnected = True  # the app's receive() now says http.disconnect
+                cycle.message_event.set()
+            elif cycle is not None and cycle.response_complete and not self.pipeline:
+                self._linger()  # answered already; drain and close
+                return
+        if answer:
+            real.write(response(status, message, code))
+            self._linger()
+        else:
+            self.phase = LINGER
+            real.close()
+
+    def _peer(self) -> str:
+        return "%s:%d" % self.client if self.client else "a client"
+
+    # --- deadlines (checked by the server's Watchdog) --------------------------
+
+    def check(self, now: float) -> None:
+        phase = self.phase
+        waited = now - self.since
+        limits = self.limits
+        if phase == IDLE:
+            # Between requests uvicorn's keep-alive timer applies. A connection that never
+            # sent a byte is idle too, and closed after the same time, without an answer:
+            # nothing was asked.
+            if self.cycle is None and waited > limits.keep_alive_timeout:
+                self.abort()
+        elif phase in (HEAD, BODY):
+            if self.flow.read_paused:
+                self.since = now  # the server, not the client, stopped reading
+            elif phase == HEAD and waited > limits.header_timeout:
+                message = "request head not received within EIKIT_HEADER_TIMEOUT=%gs"
+                self._refuse(408, message % limits.header_timeout, "request_timeout")
+            elif phase == BODY and waited > limits.body_timeout:
+                message = "request body not received within EIKIT_BODY_TIMEOUT=%gs"
+                self._refuse(408, message % limits.body_timeout, "request_timeout")
+        elif phase == LINGER and waited > LINGER_SECONDS:
+            self.abort()
+
+    def abort(self) -> None:
+        """Close now (what is buffered is still sent)."""
+        self.phase = max(self.phase, LINGER)
+        if self.real is not None:
+            self.real.close()
+
+
+def protocol_class(limits: Limits) -> Type[LimitedProtocol]:
+    """A protocol class for one server (uvicorn ``Config(http=...)``)."""
+    check_uvicorn()
+    return type(
+        "LimitedProtocol", (LimitedProtocol,), {"limits": limits, "watchdog": Watchdog(limits)}
+    )
