@@ -124,8 +124,10 @@ class Server:
         serve_cmd: str | None = None,
         log_path: Path | None = None,
         ready_timeout: float = 120.0,
+        extra_env: Dict[str, str] | None = None,
     ) -> None:
         self.base_dir = Path(base_dir)
+        self.extra_env = dict(extra_env or {})
         self.workers = workers
         self.threads = threads
         self.serve_cmd = serve_cmd or default_serve_cmd()
@@ -152,6 +154,7 @@ class Server:
             )
         self.port = free_port()
         env = server_env(self.base_dir, self.port, self.workers, self.threads)
+        env.update(self.extra_env)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop(); kept on restart
         t0 = time.monotonic()
         # Own session, so a server that ignores SIGTERM can be cleaned up as a group.

@@ -198,10 +198,10 @@ class Context:
         self._processors = [self._processor]
         self._request_id: Optional[str] = None
 
-    def start_request(self, headers: HeaderSource) -> None:
-        """Called by the pipeline before each request."""
+    def start_request(self, headers: HeaderSource, request_id: str = "") -> None:
+        """Called by the pipeline before each request, with the id the server gave it."""
         self._processor.reset(headers)
-        self._request_id = None
+        self._request_id = request_id or None
 
     # --- request ---
     @property
@@ -213,7 +213,9 @@ class Context:
         return {0: self.get_request_id(0)}
 
     def get_request_id(self, idx: int = 0) -> str:
-        """SageMaker's ``X-Amzn-RequestId`` when the request has one, else a fresh UUID."""
+        """The request's id: the one the server logs and answers in ``X-Request-Id`` (the
+        client's ``X-Request-Id`` or ``X-Amzn-RequestId`` when it sent a usable one); else
+        the request's ``X-Amzn-RequestId``, else a fresh UUID."""
         if self._request_id is None:
             given = self._processor.get_request_property("x-amzn-requestid")
             self._request_id = given or str(uuid.uuid4())

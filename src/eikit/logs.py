@@ -10,14 +10,19 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from contextvars import ContextVar
 from typing import Optional
 
 from eikit.errors import client_message, code_of, shorten
 
-FORMAT = "%(asctime)s %(levelname)s %(process)d %(role)s %(name)s: %(message)s"
+FORMAT = "%(asctime)s %(levelname)s %(process)d %(role)s%(request)s %(name)s: %(message)s"
 MAX_RECORD = 8192  # characters of one record, traceback included
 MAX_DETAIL = 300  # characters of a refused request's message, at DEBUG
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+# The request a log line is about: set by the frontend's request task and by the worker
+# around each request, shown as ``request=ID`` after the role.
+request_id: ContextVar[str] = ContextVar("eikit_request_id", default="")
 
 
 def level_number(value: object) -> int:
@@ -73,6 +78,8 @@ class _RoleFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.role = self.role
+        current = request_id.get()
+        record.request = " request=" + current if current else ""
         return True
 
 

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from time import perf_counter
+from typing import Any, Dict, Optional, Tuple, Union
 
 from eikit import codecs
 from eikit.context import Context, HeaderSource
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 UTF8_TYPES = (codecs.JSON, codecs.CSV)
 # HTTP forbids a body with these.
 BODILESS = (204, 304)
+NOT_TIMED: Tuple[float, float, float] = (math.nan, math.nan, math.nan)
 
 
 @dataclass
@@ -94,6 +97,7 @@ class Pipeline:
         self.context = context
         self.default_accept = default_accept
         self.model: Any = None
+        self.timings = NOT_TIMED
         self._transform = hooks.get("transform_fn")
         self._input = hooks.get("input_fn")
         self._predict = hooks.get("predict_fn")
@@ -126,17 +130,33 @@ class Pipeline:
         content_type: Optional[str],
         accept: Optional[str],
         headers: HeaderSource,
+        request_id: str = "",
     ) -> Result:
+        """One request. Afterwards ``timings`` holds the seconds spent in decode
+        (``input_fn``), predict (``predict_fn``, or ``transform_fn``) and encode
+        (``output_fn``); NaN for a phase that did not finish."""
         context = self.context
-        context.start_request(headers)
+        context.start_request(headers, request_id)
+        self.timings = NOT_TIMED
         content_type = content_type or codecs.JSON
         if self.short_path:
             # Negotiate before predicting: a 406 should not cost a forward pass.
             media = codecs.negotiate(accept, self.default_accept)
-            prediction = self.session.predict(self.model, codecs.decode(body, content_type))
-            return Result(codecs.encode(prediction, media), media)
+            started = perf_counter()
+            decoded = codecs.decode(body, content_type)
+            decoded_at = perf_counter()
+            prediction = self.session.predict(self.model, decoded)
+            predicted_at = perf_counter()
+            encoded = codecs.encode(prediction, media)
+            self.timings = (
+                decoded_at - started,
+                predicted_at - decoded_at,
+                perf_counter() - predicted_at,
+            )
+            return Result(encoded, media)
         user_accept = self.default_accept if codecs.is_default_accept(accept) else str(accept)
         if self._transform is not None:
+            started = perf_counter()
             produced = self._transform(
                 self.model,
                 user_body(body, content_type),
@@ -144,7 +164,9 @@ class Pipeline:
                 user_accept,
                 context=context,
             )
-            return self._finish(produced, user_accept)
+            result = self._finish(produced, user_accept)
+            self.timings = (math.nan, perf_counter() - started, math.nan)
+            return result
         return self._compose(body, content_type, accept, user_accept)
 
     def _compose(
@@ -154,19 +176,28 @@ class Pipeline:
         session = self.session
         # The default output_fn produces one of the types it knows: pick it (or 406) first.
         out_accept = user_accept if self._output else codecs.negotiate(accept, self.default_accept)
+        started = perf_counter()
         if self._input is not None:
             data = self._input(user_body(body, content_type), content_type, context=context)
         else:
             data = session.input_fn(body, content_type)
+        decoded_at = perf_counter()
         if self._predict is not None:
             prediction = self._predict(data, self.model, context=context)
         else:
             prediction = session.predict_fn(data, self.model)
+        predicted_at = perf_counter()
         if self._output is not None:
             produced = self._output(prediction, out_accept, context=context)
         else:
             produced = session.output_fn(prediction, out_accept)
-        return self._finish(produced, out_accept)
+        result = self._finish(produced, out_accept)
+        self.timings = (
+            decoded_at - started,
+            predicted_at - decoded_at,
+            perf_counter() - predicted_at,
+        )
+        return result
 
     def _finish(self, produced: Any, accept: str) -> Result:
         """A hook's answer, ``body`` or ``(body, content_type)``, with what the script set."""

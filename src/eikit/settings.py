@@ -242,7 +242,16 @@ class Settings(BaseSettings):
         "0: never give up.",
     )
     access_log: bool = Field(
-        False, alias="EIKIT_ACCESS_LOG", description="Log one line per request."
+        False,
+        alias="EIKIT_ACCESS_LOG",
+        description="Log one line per request (`access` logger, at INFO): client, method, "
+        "path, status, response bytes, milliseconds, request id.",
+    )
+    metrics: bool = Field(
+        True,
+        alias="EIKIT_METRICS",
+        description="Serve Prometheus metrics at `GET /metrics` on the server's port (not a "
+        "route of the SageMaker contract, so SageMaker never calls it).",
     )
 
     @field_validator("accelerator")

@@ -1,3 +1,4 @@
+import math
 import os
 import socket
 
@@ -26,14 +27,21 @@ def test_frames_split_anywhere_are_reassembled():
 
 def test_request_and_response_meta_round_trip():
     headers = [(b"content-type", b"text/csv"), (b"x-amzn-sagemaker-custom-attributes", b"a=1:b")]
-    meta = protocol.request_meta(b"text/csv", b"", protocol.join_headers(headers))
-    content_type, accept, blob = protocol.parse_request_meta(meta)
-    assert (content_type, accept) == ("text/csv", None)
+    meta = protocol.request_meta(b"0a1b-7", b"text/csv", b"", protocol.join_headers(headers))
+    request_id, content_type, accept, blob = protocol.parse_request_meta(meta)
+    assert (request_id, content_type, accept) == ("0a1b-7", "text/csv", None)
     assert protocol.split_headers(blob) == headers
-    status, kind, extra = protocol.parse_response_meta(
-        protocol.response_meta(422, "application/json", {"X-Trace": "t:1"})
+    status, kind, extra, timings = protocol.parse_response_meta(
+        protocol.response_meta(422, "application/json", {"X-Trace": "t:1"}, (0.5, 0.25, 2.0))
     )
-    assert (status, kind, extra) == (422, b"application/json", [(b"X-Trace", b"t:1")])
+    assert (status, kind, extra, timings) == (
+        422,
+        b"application/json",
+        [(b"X-Trace", b"t:1")],
+        (0.5, 0.25, 2.0),
+    )
+    untimed = protocol.parse_response_meta(protocol.response_meta(200, "text/csv", {}))[3]
+    assert all(math.isnan(value) for value in untimed)
 
 
 def test_blocking_reader_sees_eof_as_none():

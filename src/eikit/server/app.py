@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import time
 from typing import Any, Awaitable, Callable, Dict, List, MutableMapping, Optional, Tuple
 
+from eikit import logs
 from eikit.errors import (
     BadRequest,
     EikitError,
@@ -23,11 +26,13 @@ from eikit.errors import (
     error_body,
     status_of,
 )
-from eikit.server import protocol
+from eikit.server import ids, protocol
 from eikit.server.boot import Boot
+from eikit.server.metrics import Metrics
 from eikit.settings import Settings
 
 log = logging.getLogger(__name__)
+access = logging.getLogger("eikit.access")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -39,12 +44,17 @@ JSON_TYPE = b"application/json"
 
 async def reply(
     send: Send,
+    request_id: bytes,
     status: int,
     body: bytes = b"",
     content_type: bytes = JSON_TYPE,
     extra: Optional[List[Tuple[bytes, bytes]]] = None,
 ) -> None:
-    headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
+    headers = [
+        (b"content-type", content_type),
+        (b"content-length", b"%d" % len(body)),
+        (ids.HEADER, request_id),
+    ]
     if extra:
         headers.extend(extra)
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -54,22 +64,50 @@ async def reply(
 CLOSE = [(b"connection", b"close")]
 
 
-async def reply_error(send: Send, exc: BaseException) -> None:
+async def reply_error(send: Send, request_id: bytes, exc: BaseException) -> None:
     message = exc.message if isinstance(exc, EikitError) else "internal error"
     # A refused body is not read: close rather than read it all to reach the next request.
     extra = CLOSE if isinstance(exc, PayloadTooLarge) else None
-    await reply(send, status_of(exc), error_body(message, code_of(exc)), extra=extra)
+    status = status_of(exc)
+    if 400 <= status < 500:
+        logs.rejected(log, status, exc)
+    await reply(send, request_id, status, error_body(message, code_of(exc)), extra=extra)
+
+
+class _Recorder:
+    """``send`` that remembers the status and body size, for the access log."""
+
+    __slots__ = ("send", "status", "size")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.status = 0
+        self.size = 0
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        else:
+            self.size += len(message.get("body", b""))
+        await self.send(message)
+
+
+Route = Callable[[Scope, Receive, Send, bytes], Awaitable[None]]
 
 
 class App:
     def __init__(self, settings: Settings, boot: Optional[Boot] = None) -> None:
         self.settings = settings
-        self.boot = boot or Boot(settings)
-        self.routes: Dict[Tuple[str, str], Callable[[Scope, Receive, Send], Awaitable[None]]] = {
+        self.metrics = Metrics(self._gauges) if settings.metrics else None
+        self.boot = boot or Boot(settings, self.metrics)
+        self.access_log = settings.access_log
+        self.routes: Dict[Tuple[str, str], Route] = {
             ("GET", "/ping"): self.ping,
             ("POST", "/invocations"): self.invocations,
             ("GET", "/execution-parameters"): self.execution_parameters,
         }
+        if self.metrics is not None:
+            self.routes[("GET", "/metrics")] = self.metrics_route
         for (method, path), route in list(self.routes.items()):
             if method == "GET":  # HEAD answers as GET; uvicorn leaves the body out
                 self.routes[("HEAD", path)] = route
@@ -82,17 +120,44 @@ class App:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            route = self.routes.get((scope["method"], scope["path"]))
-            if route is None:
-                await self.not_found(scope, send)
-                return
-            try:
-                await route(scope, receive, send)
-            except Exception:  # answer a bug in JSON too, not with uvicorn's text/plain 500
-                log.exception("%s %s failed", scope["method"], scope["path"])
-                await reply_error(send, InternalError("internal error"))
+            request_id = ids.for_request(scope["headers"])
+            # This request's task only: its log lines say request=ID.
+            logs.request_id.set(request_id.decode("latin-1"))
+            if self.access_log:
+                await self._logged(scope, receive, send, request_id)
+            else:
+                await self._route(scope, receive, send, request_id)
         elif scope["type"] == "lifespan":
             await self.lifespan(receive, send)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send, request_id: bytes) -> None:
+        route = self.routes.get((scope["method"], scope["path"]))
+        if route is None:
+            await self.not_found(scope, send, request_id)
+            return
+        try:
+            await route(scope, receive, send, request_id)
+        except Exception:  # answer a bug in JSON too, not with uvicorn's text/plain 500
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            await reply_error(send, request_id, InternalError("internal error"))
+
+    async def _logged(self, scope: Scope, receive: Receive, send: Send, request_id: bytes) -> None:
+        """EIKIT_ACCESS_LOG: one line per request, once it is answered (or abandoned)."""
+        recorder = _Recorder(send)
+        started = time.perf_counter()
+        try:
+            await self._route(scope, receive, recorder, request_id)
+        finally:
+            client = scope.get("client") or ("-", 0)
+            access.info(
+                '%s "%s %s" %s %d %.1fms',
+                client[0],
+                scope["method"],
+                logs.printable(scope["path"])[:200],
+                recorder.status or "-",
+                recorder.size,
+                (time.perf_counter() - started) * 1000,
+            )
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -105,7 +170,7 @@ class App:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def not_found(self, scope: Scope, send: Send) -> None:
+    async def not_found(self, scope: Scope, send: Send, request_id: bytes) -> None:
         allow = self.allow.get(scope["path"])
         if allow is not None:
             message = "%s not allowed on %s; allowed: %s" % (
@@ -114,32 +179,72 @@ class App:
                 allow.decode(),
             )
             body = error_body(message, "method_not_allowed")
-            await reply(send, 405, body, extra=[(b"allow", allow)])
+            await reply(send, request_id, 405, body, extra=[(b"allow", allow)])
         else:
-            await reply(send, 404, error_body("no route %s" % scope["path"], "not_found"))
+            path = logs.printable(scope["path"])[:200]
+            await reply(send, request_id, 404, error_body("no route %s" % path, "not_found"))
 
     # --- routes --------------------------------------------------------------
 
-    async def ping(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def ping(self, scope: Scope, receive: Receive, send: Send, request_id: bytes) -> None:
         """Answers from memory: never waits on a worker."""
         pool = self.boot.pool
         if pool is not None and pool.healthy:
-            await reply(send, 200, b"")
+            await reply(send, request_id, 200, b"")
             return
         code = ModelLoadFailed.code if self.boot.failed else ModelNotReady.code
-        await reply(send, 503, error_body(self.boot.status(), code))
+        await reply(send, request_id, 503, error_body(self.boot.status(), code))
 
-    async def execution_parameters(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def execution_parameters(
+        self, scope: Scope, receive: Receive, send: Send, request_id: bytes
+    ) -> None:
         body = {
             "MaxConcurrentTransforms": self.boot.worker_count or 1,
             "BatchStrategy": self.settings.batch_strategy,
             "MaxPayloadInMB": int(self.settings.max_payload_in_mb),
         }
-        await reply(send, 200, json.dumps(body).encode())
+        await reply(send, request_id, 200, json.dumps(body).encode())
 
-    async def invocations(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def metrics_route(
+        self, scope: Scope, receive: Receive, send: Send, request_id: bytes
+    ) -> None:
+        assert self.metrics is not None
+        body, content_type = self.metrics.render()
+        await reply(send, request_id, 200, body, content_type.encode("latin-1"))
+
+    def _gauges(self) -> Dict[str, float]:
+        pool = self.boot.pool
+        return pool.gauges() if pool is not None else {}
+
+    async def invocations(
+        self, scope: Scope, receive: Receive, send: Send, request_id: bytes
+    ) -> None:
+        started = time.perf_counter()
+        status = 500
+        timings = protocol.NOT_TIMED
+        submitted = finished = math.nan
+        try:
+            status, timings, submitted, finished = await self._invoke(
+                scope, receive, send, request_id
+            )
+        finally:
+            if self.metrics is not None:
+                total = time.perf_counter() - started
+                decode, predict, encode = timings
+                worker = decode + predict + encode  # NaN unless all three ran
+                if math.isnan(worker):
+                    worker = sum(value for value in timings if not math.isnan(value))
+                queue = finished - submitted - worker
+                self.metrics.request((status, total, queue, decode, predict, encode))
+
+    async def _invoke(
+        self, scope: Scope, receive: Receive, send: Send, request_id: bytes
+    ) -> Tuple[int, Tuple[float, float, float], float, float]:
+        """Answer one invocation; return its status, the worker's phase timings and when
+        it was handed to the pool and answered by it (NaN where it never got there)."""
         # Headers stay bytes: the worker parses them only if the script asks for them.
         headers = scope["headers"]
+        submitted = finished = math.nan
         content_type = accept = b""
         length = -1
         for name, value in headers:
@@ -155,22 +260,28 @@ class App:
             if pool is None:
                 failed = self.boot.failed
                 raise (ModelLoadFailed if failed else ModelNotReady)(self.boot.status())
-            meta = protocol.request_meta(content_type, accept, protocol.join_headers(headers))
+            meta = protocol.request_meta(
+                request_id, content_type, accept, protocol.join_headers(headers)
+            )
+            submitted = time.perf_counter()
             response_meta, answer = await pool.submit(meta, body)
+            finished = time.perf_counter()
         except asyncio.CancelledError:
             # Only shutdown cancels a request (EIKIT_GRACEFUL_TIMEOUT ran out): answer in
             # JSON rather than let uvicorn send its text/plain 500.
             message = "server shut down before the request finished (EIKIT_GRACEFUL_TIMEOUT=%gs)"
-            await reply_error(send, ModelNotReady(message % self.settings.graceful_timeout))
-            return
+            error = ModelNotReady(message % self.settings.graceful_timeout)
+            await reply_error(send, request_id, error)
+            return error.status, protocol.NOT_TIMED, submitted, finished
         except Exception as exc:
             if not isinstance(exc, EikitError):
                 log.exception("invocation failed in the frontend")
                 exc = InternalError("internal error")
-            await reply_error(send, exc)
-            return
-        status, out_type, extra = protocol.parse_response_meta(response_meta)
-        await reply(send, status, answer, out_type, extra)
+            await reply_error(send, request_id, exc)
+            return status_of(exc), protocol.NOT_TIMED, submitted, finished
+        status, out_type, extra, timings = protocol.parse_response_meta(response_meta)
+        await reply(send, request_id, status, answer, out_type, extra)
+        return status, timings, submitted, finished
 
     async def _read_body(self, receive: Receive, length: int) -> bytes:
         limit = self.settings.max_payload_bytes

@@ -14,6 +14,7 @@ from typing import Optional
 from eikit.accelerators import Detection, detect
 from eikit.requirements import install_requirements
 from eikit.runtime import find_runtime
+from eikit.server.metrics import Metrics
 from eikit.server.pool import WorkerPool
 from eikit.settings import Settings
 
@@ -21,8 +22,9 @@ log = logging.getLogger(__name__)
 
 
 class Boot:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Optional[Metrics] = None) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.pool: Optional[WorkerPool] = None
         self.detection: Optional[Detection] = None
         self.worker_count: Optional[int] = None
@@ -81,7 +83,9 @@ class Boot:
                 settings.model_dir,
                 time.monotonic() - started,
             )
-            self.pool = WorkerPool(settings, runtime.name, self.detection.chain, self.worker_count)
+            self.pool = WorkerPool(
+                settings, runtime.name, self.detection.chain, self.worker_count, self.metrics
+            )
             self.pool.draining = self.shutting_down
             await self.pool.start()
         except asyncio.CancelledError:

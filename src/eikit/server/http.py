@@ -30,7 +30,9 @@ import httptools
 from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from eikit import logs
 from eikit.errors import ConfigurationError, error_body
+from eikit.server import ids
 from eikit.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -125,7 +127,7 @@ def connection_cap(settings: Settings) -> int:
     return cap
 
 
-def response(status: int, message: str, code: str) -> bytes:
+def response(status: int, message: str, code: str, request_id: bytes) -> bytes:
     """A whole JSON error response that closes the connection."""
     body = error_body(message, code)
     try:
@@ -137,7 +139,12 @@ def response(status: int, message: str, code: str) -> bytes:
         phrase,
         len(body),
     )
-    return head.encode("ascii") + b"connection: close\r\n\r\n" + body
+    return b"%s%s: %s\r\nconnection: close\r\n\r\n%s" % (
+        head.encode("ascii"),
+        ids.HEADER,
+        request_id,
+        body,
+    )
 
 
 class Watchdog:
@@ -254,7 +261,8 @@ class LimitedProtocol(HttpToolsProtocol):  # type: ignore[misc]
             open_now,
             limit,
         )
-        self.real.write(response(503, message, "too_many_connections"))  # type: ignore[union-attr]
+        answer = response(503, message, "too_many_connections", ids.new())
+        self.real.write(answer)  # type: ignore[union-attr]
         if watchdog.rejected > REJECT_LINGER:
             self.abort()
         else:
@@ -378,7 +386,14 @@ class LimitedProtocol(HttpToolsProtocol):  # type: ignore[misc]
         real = self.real
         if real is None or real.is_closing() or self.phase >= LINGER:
             return
-        self.watchdog.warn(self.loop.time(), code, "%d to %s: %s", status, self._peer(), message)
+        request_id = ids.new()
+        token = logs.request_id.set(request_id.decode("latin-1"))
+        try:
+            self.watchdog.warn(
+                self.loop.time(), code, "%d to %s: %s", status, self._peer(), message
+            )
+        finally:
+            logs.request_id.reset(token)
         cycle = self.cycle
         if self.phase == HEAD:
             # This request has no cycle yet; the previous one may still be answering.
@@ -393,7 +408,7 @@ class LimitedProtocol(HttpToolsProtocol):  # type: ignore[misc]
                 self._linger()  # answered already; drain and close
                 return
         if answer:
-            real.write(response(status, message, code))
+            real.write(response(status, message, code, request_id))
             self._linger()
         else:
             self.phase = LINGER

@@ -34,6 +34,7 @@ class Worker(asyncio.Protocol):
         self.ready = False
         self.was_ready = False
         self.failure: Optional[str] = None  # why it ended before serving, when known
+        self.timed_out = False  # killed by the pool for a prediction past the timeout
         self.info: Dict[str, Any] = {}
 
     @property

@@ -33,6 +33,7 @@ from eikit.errors import InternalError, ModelLoadFailed, ModelNotReady, Predicti
 from eikit.server import protocol
 from eikit.server.backoff import REPLACE_DELAY, ReplacementPolicy
 from eikit.server.link import Retry, Worker
+from eikit.server.metrics import Metrics
 from eikit.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,15 @@ REAP_WAIT = 5.0  # a worker whose socket closed gets this long to exit before SI
 
 class WorkerPool:
     def __init__(
-        self, settings: Settings, runtime_name: str, chain: List[ProbeResult], count: int
+        self,
+        settings: Settings,
+        runtime_name: str,
+        chain: List[ProbeResult],
+        count: int,
+        metrics: Optional[Metrics] = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.runtime_name = runtime_name
         self.chain = chain
         self.count = count
@@ -81,6 +88,15 @@ class WorkerPool:
     def complete(self) -> bool:
         """Every worker is ready: none is being replaced."""
         return self.healthy and len(self.ready) == self.count
+
+    def gauges(self) -> Dict[str, float]:
+        """What /metrics reports of the pool at a scrape."""
+        return {
+            "queue_depth": len(self.waiters),
+            "inflight": sum(len(worker.inflight) for worker in self.workers.values()),
+            "workers_ready": len(self.ready),
+            "workers": self.count,
+        }
 
     def describe(self) -> Dict[str, Any]:
         return {
@@ -153,6 +169,8 @@ class WorkerPool:
         if worker.failure is not None or self.workers.get(worker.index) is not worker:
             return  # timed out or given up on while its READY was on the way
         worker.ready = worker.was_ready = True
+        if self.metrics is not None:
+            self.metrics.model_loaded(time.monotonic() - worker.spawned_at)
         if not self.ready:
             self._serving_since = time.monotonic()
         self.ready.append(worker)
@@ -221,6 +239,8 @@ class WorkerPool:
             reason = worker.failure or "exited during load (code %s)" % code
             self.fail("worker %d %s" % (worker.index, reason))
         elif worker.was_ready:
+            if self.metrics is not None and not worker.timed_out:
+                self.metrics.worker_restart("crash")
             log.warning(
                 "worker %d (pid %d) exited (code %s); replacing it",
                 worker.index,
@@ -242,6 +262,8 @@ class WorkerPool:
     def _load_failed(self, index: int, reason: str) -> None:
         """A replacement did not come up: retry with backoff, or give up (see backoff.py)."""
         self.last_error = "worker %d %s" % (index, reason)
+        if self.metrics is not None:
+            self.metrics.worker_restart("load_failed")
         delay = self.policy.failed(index, serving=bool(self.ready))
         if delay is None:
             self.fail(
@@ -412,6 +434,9 @@ class WorkerPool:
 
     def _timed_out(self, worker: Worker) -> None:
         log.error("worker %d timed out (pid %d); replacing it", worker.index, worker.process.pid)
+        worker.timed_out = True
+        if self.metrics is not None:
+            self.metrics.worker_restart("timeout")
         self._retire(worker)
         worker.abandon(
             PredictionTimeout(

@@ -5,8 +5,9 @@ the raw body. The body travels as the client sent it and is decoded once, in the
 
 Requests and responses are the hot path, so their meta is plain bytes, not JSON:
 
-- request meta:  ``content_type NUL accept NUL headers``
-- response meta: ``status NUL content_type NUL headers``
+- request meta:  ``request_id NUL content_type NUL accept NUL headers``
+- response meta: three float64 (the seconds the worker spent decoding, predicting and
+  encoding; NaN for a phase that did not run), then ``status NUL content_type NUL headers``
 
 where ``headers`` is ``name:value`` pairs joined by newlines (HTTP forbids NUL and newlines
 in header fields, and ``:`` in names). Control frames (INIT, READY, FAILED) carry JSON.
@@ -15,6 +16,7 @@ in header fields, and ``:`` in names). Control frames (INIT, READY, FAILED) carr
 from __future__ import annotations
 
 import json
+import math
 import socket
 import struct
 from typing import Any, Dict, Iterable, List, Optional, Tuple
@@ -56,29 +58,42 @@ def split_headers(blob: bytes) -> List[Tuple[bytes, bytes]]:
     return pairs
 
 
-def request_meta(content_type: bytes, accept: bytes, headers: bytes) -> bytes:
-    return content_type + b"\0" + accept + b"\0" + headers
+def request_meta(request_id: bytes, content_type: bytes, accept: bytes, headers: bytes) -> bytes:
+    return b"\0".join((request_id, content_type, accept, headers))
 
 
-def parse_request_meta(meta: bytes) -> Tuple[Optional[str], Optional[str], bytes]:
-    content_type, accept, headers = meta.split(b"\0", 2)
+def parse_request_meta(meta: bytes) -> Tuple[str, Optional[str], Optional[str], bytes]:
+    request_id, content_type, accept, headers = meta.split(b"\0", 3)
     return (
+        request_id.decode("latin-1"),
         content_type.decode("latin-1") or None,
         accept.decode("latin-1") or None,
         headers,
     )
 
 
-def response_meta(status: int, content_type: str, headers: Dict[str, str]) -> bytes:
+NOT_TIMED = (math.nan, math.nan, math.nan)
+TIMINGS = struct.Struct("!ddd")
+
+
+def response_meta(
+    status: int,
+    content_type: str,
+    headers: Dict[str, str],
+    timings: Tuple[float, float, float] = NOT_TIMED,
+) -> bytes:
     blob = join_headers(
         (str(k).encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()
     )
-    return b"%d\0%s\0%s" % (status, content_type.encode("latin-1"), blob)
+    return TIMINGS.pack(*timings) + b"%d\0%s\0%s" % (status, content_type.encode("latin-1"), blob)
 
 
-def parse_response_meta(meta: bytes) -> Tuple[int, bytes, List[Tuple[bytes, bytes]]]:
-    status, content_type, headers = meta.split(b"\0", 2)
-    return int(status), content_type, split_headers(headers)
+def parse_response_meta(
+    meta: bytes,
+) -> Tuple[int, bytes, List[Tuple[bytes, bytes]], Tuple[float, float, float]]:
+    timings = TIMINGS.unpack_from(meta)
+    status, content_type, headers = meta[TIMINGS.size :].split(b"\0", 2)
+    return int(status), content_type, split_headers(headers), timings
 
 
 def send(sock: socket.socket, kind: int, request_id: int, meta: bytes, body: bytes = b"") -> None:

@@ -74,7 +74,7 @@ def serve(settings: Settings) -> int:
         http=protocol_class(limits),  # uvicorn's httptools protocol with eikit.server.http's limits
         ws="none",
         log_config=None,
-        access_log=settings.access_log,
+        access_log=False,  # eikit.server.app writes the access log (EIKIT_ACCESS_LOG)
         lifespan="on",
         timeout_graceful_shutdown=int(settings.graceful_timeout),
         timeout_keep_alive=settings.keep_alive_timeout,  # a float works too

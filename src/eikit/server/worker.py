@@ -95,9 +95,24 @@ def load_pipeline(
 
 def handle(pipeline: Pipeline, meta: bytes, body: bytes) -> Tuple[bytes, bytes]:
     """One request: response meta and body. Errors become their status, never a crash."""
-    content_type, accept, headers = protocol.parse_request_meta(meta)
+    request_id, content_type, accept, headers = protocol.parse_request_meta(meta)
+    token = logs.request_id.set(request_id)
     try:
-        result = pipeline.invoke(body, content_type, accept, headers)
+        return _handle(pipeline, request_id, content_type, accept, headers, body)
+    finally:
+        logs.request_id.reset(token)
+
+
+def _handle(
+    pipeline: Pipeline,
+    request_id: str,
+    content_type: Optional[str],
+    accept: Optional[str],
+    headers: bytes,
+    body: bytes,
+) -> Tuple[bytes, bytes]:
+    try:
+        result = pipeline.invoke(body, content_type, accept, headers, request_id)
     except Exception as exc:
         status = status_of(exc)
         if status >= 500 and not isinstance(exc, EikitError):
@@ -109,10 +124,13 @@ def handle(pipeline: Pipeline, meta: bytes, body: bytes) -> Tuple[bytes, bytes]:
         code = code_of(exc)
         headers_out = pipeline.context.response()[2]  # what the script set, but its type
         return (
-            protocol.response_meta(status, "application/json", headers_out),
+            protocol.response_meta(status, "application/json", headers_out, pipeline.timings),
             error_body(client_message(exc), code),
         )
-    return protocol.response_meta(result.status, result.content_type, result.headers), result.body
+    meta = protocol.response_meta(
+        result.status, result.content_type, result.headers, pipeline.timings
+    )
+    return meta, result.body
 
 
 def serve_forever(sock: socket.socket) -> int:
