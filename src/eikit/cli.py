@@ -217,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     det.set_defaults(func=cmd_detect)
 
+    from eikit import reliability
+
+    reliability.register(sub)
+
     try:
         from eikit.images.commands import register
     except ImportError:  # the image tools need the optional docker/boto3 dependencies
