@@ -177,8 +177,11 @@ def _bad_cell(row: List[str], line: int) -> BadRequest:
 
 
 def decode_csv(body: bytes, limits: Optional[Limits] = None) -> np.ndarray:
-    """Numeric CSV as a float32 2-D array. Rows end with \\n, \\r\\n or \\r; blank lines
-    are skipped; every row must have as many fields as the first."""
+    """Numeric CSV as a float32 array: rows x fields, except that a single row is 1-D, as
+    ``numpy.genfromtxt`` (what AWS's toolkit decodes CSV with) returns it. Unlike genfromtxt,
+    a single column stays 2-D: squeezed, a one-feature model could not take it. Rows end
+    with \\n, \\r\\n or \\r; blank lines are skipped; every row must have as many fields
+    as the first."""
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -207,7 +210,8 @@ def decode_csv(body: bytes, limits: Optional[Limits] = None) -> np.ndarray:
     if not rows:
         raise BadRequest("CSV body is empty")
     with np.errstate(over="ignore"):  # beyond float32's range is inf, as in numpy
-        return np.frombuffer(values, dtype=np.float64).astype(np.float32).reshape(rows, width)
+        decoded = np.frombuffer(values, dtype=np.float64).astype(np.float32)
+    return decoded if rows == 1 else decoded.reshape(rows, width)
 
 
 def decode_npy(body: bytes, limits: Optional[Limits] = None) -> np.ndarray:

@@ -98,10 +98,25 @@ class UserScriptError(ConfigurationError):
     code = "user_script_error"
 
 
+def toolkit_status(exc: BaseException) -> Optional[int]:
+    """The status of a sagemaker-inference ``BaseInferenceToolkitError`` (the real package's
+    or eikit's stand-in, recognised by name), which AWS's transformer answers with; None
+    for any other exception."""
+    if not any(cls.__name__ == "BaseInferenceToolkitError" for cls in type(exc).__mro__):
+        return None
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and not isinstance(status, bool) and 400 <= status <= 599:
+        return status
+    return None
+
+
 def status_of(exc: BaseException) -> int:
     """The HTTP status for any exception: its own if it carries one, 507 for OOM, else 500."""
     if isinstance(exc, EikitError):
         return exc.status
+    toolkit = toolkit_status(exc)
+    if toolkit is not None:
+        return toolkit
     if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
         return 507
     return 500
@@ -110,6 +125,8 @@ def status_of(exc: BaseException) -> int:
 def code_of(exc: BaseException) -> str:
     if isinstance(exc, EikitError):
         return exc.code
+    if toolkit_status(exc) is not None:
+        return InferenceError.code
     if status_of(exc) == 507:
         return InsufficientMemory.code
     return InternalError.code
@@ -128,6 +145,8 @@ def client_message(exc: BaseException, limit: int = 500) -> str:
     ``limit`` characters, as a message may quote the request (a CSV cell, a header)."""
     if isinstance(exc, EikitError):
         return shorten(exc.message, limit)
+    if toolkit_status(exc) is not None:
+        return shorten(str(getattr(exc, "message", "") or type(exc).__name__), limit)
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     last = lines[-1] if lines else ""
     return shorten("%s: %s" % (type(exc).__name__, last) if last else type(exc).__name__, limit)

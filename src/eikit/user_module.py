@@ -93,11 +93,18 @@ def validate(module_name: Optional[str], namespace: Dict[str, Any]) -> UserHooks
     return UserHooks(module_name, hooks)
 
 
+# Modules scripts import from AWS's containers (``sagemaker_inference``): last on the path.
+COMPAT_DIR = Path(__file__).resolve().parent / "compat"
+
+
 def prepare_path(code_dir: Path, extra: Optional[Path] = None) -> None:
-    """Put ``code/`` (and ``code/lib``, and an install target) first on ``sys.path``."""
+    """Put ``code/`` (and ``code/lib``, and an install target) first on ``sys.path``, and
+    eikit's stand-ins for AWS's modules last, so that anything installed wins over them."""
     for entry in (extra, code_dir / "lib", code_dir):
         if entry is not None and entry.is_dir() and str(entry) not in sys.path:
             sys.path.insert(0, str(entry))
+    if str(COMPAT_DIR) not in sys.path:
+        sys.path.append(str(COMPAT_DIR))
 
 
 def load_user_hooks(code_dir: Path, program: str) -> UserHooks:

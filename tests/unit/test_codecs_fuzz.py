@@ -358,8 +358,10 @@ FLOATS32 = st.floats(width=32, allow_nan=True, allow_infinity=True)
 @given(matrix=hnp.arrays(np.float32, hnp.array_shapes(min_dims=2, max_dims=2), elements=FLOATS32))
 def test_csv_round_trips(matrix: np.ndarray) -> None:
     decoded = decode(codecs.encode(matrix, codecs.CSV), codecs.CSV)
-    assert decoded is not REFUSED and decoded.shape == matrix.shape
-    assert np.array_equal(decoded, matrix, equal_nan=True)
+    # one row comes back 1-D, as numpy.genfromtxt (AWS's CSV decoder) returns it
+    expected = matrix if matrix.shape[0] > 1 else matrix[0]
+    assert decoded is not REFUSED and decoded.shape == expected.shape
+    assert np.array_equal(decoded, expected, equal_nan=True)
 
 
 CELLS = st.one_of(
@@ -378,7 +380,7 @@ def test_csv_with_random_cells_is_decoded_or_refused(rows: Any, eol: str) -> Non
     body = eol.join(",".join(row) for row in rows).encode()
     decoded = decode(body, codecs.CSV)
     if decoded is not REFUSED:
-        assert decoded.dtype == np.float32 and decoded.ndim == 2 and decoded.size > 0
+        assert decoded.dtype == np.float32 and decoded.ndim in (1, 2) and decoded.size > 0
 
 
 # --- strict JSON out ------------------------------------------------------------

@@ -132,8 +132,9 @@ def test_a_user_output_fn_after_the_default_predict_fn_gets_the_models_tensor() 
         return json.dumps(prediction.detach().cpu().numpy().tolist()), accept
 
     built = pipeline(torch.jit.script(Linear().eval()), {"output_fn": output_fn})
-    result = built.invoke(b"1,2,3,4", codecs.CSV, "application/json", b"")
-    assert (result.content_type, json.loads(result.body)) == ("application/json", [[1.0, 9.5]])
+    result = built.invoke(b"1,2,3,4\n5,6,7,8", codecs.CSV, "application/json", b"")
+    answer = ("application/json", [[1.0, 9.5], [5.0, 21.5]])
+    assert (result.content_type, json.loads(result.body)) == answer
 
 
 @pytest.mark.parametrize(
