@@ -266,7 +266,7 @@ def _plain(value: Any, strict: bool = False) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v, strict) for v in value]
     if isinstance(value, (bytes, bytearray)):
-        raise TypeError("bytes cannot be encoded as JSON; ask for %s" % OCTET)
+        raise NotAcceptable("the prediction is bytes, which JSON cannot hold; ask for %s" % OCTET)
     if hasattr(value, "__array__") and not isinstance(value, (str, int, float, bool)):
         return _array_plain(np.asarray(value), strict)
     return value
@@ -320,7 +320,11 @@ def encode_csv(prediction: Any) -> bytes:
     elif array.ndim == 1:
         array = array.reshape(-1, 1) if array.size > 1 else array.reshape(1, -1)
     elif array.ndim > 2:
-        raise TypeError("only 1-D or 2-D predictions can be encoded as CSV")
+        # What the client asked for cannot hold this answer: its request, not a server fault.
+        raise NotAcceptable(
+            "the prediction has %d dimensions (shape %s); text/csv holds 1 or 2: ask for "
+            "application/json or application/x-npy" % (array.ndim, list(array.shape))
+        )
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows(array.tolist())
     return out.getvalue().encode()

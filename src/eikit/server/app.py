@@ -8,6 +8,7 @@ small models. Routes parse and reply; the pool and the workers do the rest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -139,7 +140,10 @@ class App:
             await route(scope, receive, send, request_id)
         except Exception:  # answer a bug in JSON too, not with uvicorn's text/plain 500
             log.exception("%s %s failed", scope["method"], scope["path"])
-            await reply_error(send, request_id, InternalError("internal error"))
+            # uvicorn refuses a second response start (RuntimeError) if the bug came after
+            # the answer began: then there is nothing more to tell the client.
+            with contextlib.suppress(RuntimeError):
+                await reply_error(send, request_id, InternalError("internal error"))
 
     async def _logged(self, scope: Scope, receive: Receive, send: Send, request_id: bytes) -> None:
         """EIKIT_ACCESS_LOG: one line per request, once it is answered (or abandoned)."""

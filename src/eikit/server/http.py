@@ -48,6 +48,7 @@ FD_RESERVE = 32  # descriptors the frontend keeps besides connections: listener,
 FD_PER_WORKER = 4  # a worker's socket, plus a respawn's socketpair and exec pipe
 LOG_EVERY = 10.0  # seconds between two warnings of one kind
 BODY_WIRE_FACTOR = 4  # chunked framing may add this much to a body before it is refused
+HEAD_END = b"\r\n\r\n"
 
 UVICORN_HOOKS = (
     "connection_made",
@@ -55,6 +56,7 @@ UVICORN_HOOKS = (
     "on_message_begin",
     "on_headers_complete",
     "on_message_complete",
+    "on_body",
     "send_400_response",
     "shutdown",
     "_unset_keepalive_if_required",
@@ -196,15 +198,20 @@ class _Transport:
     """The connection's transport as uvicorn's request cycle sees it: the same ``write``, but
     ``close`` lets an unread request body drain first, so the answer reaches the client."""
 
-    __slots__ = ("_protocol", "_real", "write", "get_extra_info", "pause_reading", "resume_reading")
+    __slots__ = ("_protocol", "_real", "get_extra_info", "pause_reading", "resume_reading")
 
     def __init__(self, real: asyncio.Transport, protocol: LimitedProtocol) -> None:
         self._protocol = protocol
         self._real = real
-        self.write = real.write
         self.get_extra_info = real.get_extra_info
         self.pause_reading = real.pause_reading
         self.resume_reading = real.resume_reading
+
+    def write(self, data: bytes) -> None:
+        # A client that left while its request ran (pipelined ones are not all told): uvloop
+        # raises on a write to a closed transport, and the answer has nobody to go to.
+        if not self._real.is_closing():
+            self._real.write(data)
 
     def close(self) -> None:
         self._protocol.close_after_response()
@@ -228,7 +235,10 @@ class LimitedProtocol(HttpToolsProtocol):  # type: ignore[misc]
         self.phase = IDLE
         self.since = 0.0  # when the current phase's deadline started
         self.head_bytes = 0
+        self.head_tail = b""  # the head's last bytes so far: its blank line may straddle reads
         self.body_bytes = 0
+        self.body_remaining: Optional[int] = 0  # of the current request, when known
+        self.upgrade_body = False  # reading an ignored Upgrade request's body ourselves
         self.rejected = False
         self.real: Optional[asyncio.Transport] = None
 
@@ -276,75 +286,142 @@ class LimitedProtocol(HttpToolsProtocol):  # type: ignore[misc]
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        phase = self.phase
-        if phase == BODY:
-            self.body_bytes += len(data)
-            if self.body_bytes > self.limits.max_body_wire_bytes:
-                self._refuse(
-                    413, "request body framing exceeds the payload limit", "payload_too_large"
-                )
-                return
-            self._feed(data)
-            return
-        if phase >= LINGER:
-            return  # answered and closing: discard
-        if phase == IDLE:
+        """Hand the parser one request's part of the read at a time: a head up to its blank
+        line, a body up to its declared length. Each head is then counted from its own
+        first byte, even when a pipelined request ends in the same read."""
+        view = memoryview(data)
+        pos, size = 0, len(data)
+        while pos < size and self.phase < LINGER:
+            if self.phase == BODY:
+                pos = self._take_body(view, pos)
+            else:
+                pos = self._take_head(data, view, pos)
+
+    def _take_head(self, data: bytes, view: memoryview, pos: int) -> int:
+        if self.phase == IDLE:
             self.phase = HEAD
             self.since = self.loop.time()
             self.head_bytes = 0
-        size = self.head_bytes + len(data)
+            self.head_tail = b""
         limit = self.limits.max_header_bytes
-        if size <= limit:
-            self.head_bytes = size
-            self._feed(data)
-            return
-        # This read crosses the limit: parse only up to it. If the head ends there, the rest
-        # is body (or the next request) and is read as such; otherwise refuse the request.
-        allowed = limit - self.head_bytes
+        room = limit - self.head_bytes
+        size = len(data)
+        end = -1
+        if self.head_tail:  # the blank line may straddle two reads
+            found = (self.head_tail + data[pos : pos + 3]).find(HEAD_END)
+            if found != -1:
+                end = pos + found + len(HEAD_END) - len(self.head_tail)
+        if end == -1:
+            found = data.find(HEAD_END, pos, pos + room)
+            if found != -1:
+                end = found + len(HEAD_END)
+        if end != -1:
+            self.head_bytes += end - pos
+            self._feed(view[pos:end])
+            return end
+        if size - pos <= room:
+            self.head_bytes += size - pos
+            self.head_tail = (self.head_tail + data[pos:size])[-(len(HEAD_END) - 1) :]
+            self._feed(view[pos:size])
+            return size
+        # No blank line within the limit. (A head ending in bare newlines may still end in
+        # what the limit lets through: then the rest is read as what follows it.)
+        if room > 0:
+            self._feed(view[pos : pos + room])
         self.head_bytes = limit
-        if allowed > 0:
-            self._feed(data[:allowed])
         if self.phase == HEAD:
             self._refuse(
                 431,
                 "request head exceeds EIKIT_MAX_HEADER_BYTES=%d bytes" % limit,
                 "headers_too_large",
             )
-        else:
-            self.data_received(data[allowed:])
+            return size
+        return pos + room
 
-    def _feed(self, data: bytes) -> None:
+    def _take_body(self, view: memoryview, pos: int) -> int:
+        size = len(view)
+        remaining = self.body_remaining
+        end = size
+        if remaining is not None and 0 < remaining < size - pos:
+            end = pos + remaining  # the request ends in this read; what follows is the next
+        self.body_bytes += end - pos
+        if self.body_bytes > self.limits.max_body_wire_bytes:
+            self._refuse(413, "request body framing exceeds the payload limit", "payload_too_large")
+            return size
+        if self.upgrade_body:
+            self._upgrade_body(bytes(view[pos:end]))
+        else:
+            self._feed(view[pos:end])
+        return end
+
+    def _feed(self, data: Any) -> None:
         """uvicorn's ``data_received``, without its log line per bad request (a hostile
         client must not flood the log) and its text/plain 400."""
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            # Nothing to upgrade to (no websockets): the request was answered as plain HTTP,
-            # and whatever follows it is read as HTTP too.
+            # Nothing to upgrade to (no websockets): the request is served as plain HTTP, as
+            # RFC 9110 lets a server ignore Upgrade, and whatever follows it is read as HTTP.
             offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
             if 0 < offset < len(data) and self.phase < LINGER:
-                self._feed(data[offset:])
+                self.data_received(bytes(data[offset:]))
         except httptools.HttpParserError as exc:
             self._refuse(400, "invalid HTTP request: %s" % exc, "bad_request")
+
+    def _upgrade_body(self, chunk: bytes) -> None:
+        """The body of a request with ``Connection: Upgrade``, which httptools leaves
+        unparsed (it would be the upgraded protocol's): given to the request here."""
+        if chunk:
+            self.on_body(chunk)
+        if self.body_remaining == 0:
+            self.upgrade_body = False
+            self.on_message_complete()
 
     # --- httptools callbacks (per request: keep them cheap) -------------------
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self.phase == IDLE:  # a pipelined request begins in the read that ended the last
+        if self.phase == IDLE:  # only where a head did not end on its blank line (bare LFs)
             self.phase = HEAD
             self.since = self.loop.time()
             self.head_bytes = 0
+            self.head_tail = b""
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
+        # The body's length, so the read can be cut where this request ends: None when
+        # chunked (its end is known only to the parser), 0 with no body.
+        remaining: Optional[int] = 0
+        for name, value in self.headers:
+            if name == b"content-length":
+                remaining = int(value) if value.isdigit() else None
+            elif name == b"transfer-encoding":
+                remaining = None
+                break
+        self.body_remaining = remaining
         if self.phase == HEAD:
             self.phase = BODY
             self.since = self.loop.time()
             self.body_bytes = 0
 
+    def on_body(self, body: bytes) -> None:
+        if self.body_remaining is not None:
+            self.body_remaining -= len(body)
+        super().on_body(body)
+
     def on_message_complete(self) -> None:
+        if self.body_remaining != 0 and self.parser.should_upgrade():
+            if self.body_remaining is None:  # chunked: not worth a parser of our own
+                self._refuse(
+                    400,
+                    "Connection: Upgrade with a chunked body is not supported; send the "
+                    "request without Upgrade, or with Content-Length",
+                    "bad_request",
+                )
+                return
+            self.upgrade_body = True  # httptools stops at the head: _upgrade_body reads on
+            return
         super().on_message_complete()
         if self.phase == BODY:
             self.phase = IDLE
