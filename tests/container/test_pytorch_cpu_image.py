@@ -60,7 +60,8 @@ def test_labels_and_default_command(engine: Any, pytorch_cpu_image: str) -> None
     config = engine.inspect_image(pytorch_cpu_image)["Config"]
     labels = config["Labels"]
     assert labels["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"] == "true"
-    assert labels["com.amazonaws.sagemaker.capabilities.multi-models"] == "true"
+    # not claimed until the server serves the multi-model API
+    assert "com.amazonaws.sagemaker.capabilities.multi-models" not in labels
     assert config["Cmd"] == ["serve"]
 
 
