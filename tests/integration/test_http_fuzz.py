@@ -46,13 +46,13 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from eikit.local import ServerProcess
+from tests.fuzzing import SCALE, fuzz
 from tests.integration.conftest import ModelTree, expected
 
-SCALE = float(os.environ.get("EIKIT_FUZZ_SCALE", "1"))
 DEADLINE = 30.0  # generous: the slowest thing the server does here is the 5 s keep-alive
 HEAD_LIMIT = 8192
 PAYLOAD_LIMIT = 64 * 1024
@@ -76,17 +76,6 @@ CHAINED = (
     "During handling of the above exception, another exception occurred:",
     "The above exception was the direct cause of the following exception:",
 )
-
-
-def fuzz(examples: int) -> Any:
-    return settings(
-        max_examples=max(1, int(examples * SCALE)),
-        derandomize=True,
-        database=None,
-        deadline=None,
-        print_blob=False,
-        suppress_health_check=list(HealthCheck),
-    )
 
 
 # --- the server -----------------------------------------------------------------

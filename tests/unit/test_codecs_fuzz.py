@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import struct
 import tracemalloc
 import zipfile
@@ -24,29 +23,18 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from eikit import codecs
 from eikit.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from tests.fuzzing import fuzz
 
 CLIENT_ERRORS = (BadRequest, PayloadTooLarge, UnsupportedMediaType)
-SCALE = float(os.environ.get("EIKIT_FUZZ_SCALE", "1"))
 LIMIT = 64 * 1024  # a small decompressed limit, so the 413 path is reached often
 LIMITS = codecs.Limits(max_decompressed_bytes=LIMIT, max_json_depth=100)
 REFUSED = object()  # what decode() below returns for a client error (JSON null is None)
-
-
-def fuzz(examples: int) -> Any:
-    return settings(
-        max_examples=max(1, int(examples * SCALE)),
-        derandomize=True,
-        database=None,
-        deadline=None,
-        print_blob=False,
-        suppress_health_check=list(HealthCheck),
-    )
 
 
 def decode(body: bytes, content_type: str, limits: codecs.Limits = LIMITS) -> Any:
