@@ -82,12 +82,12 @@ def _not_bytes(data: Any, hook: str) -> None:
         )
 
 
-def request_tensors(decoded: Any) -> Any:
+def request_tensors(decoded: Any, hook: str = "input_fn") -> Any:
     """The default input_fn's answer for a decoded request: one tensor, or a dict of
     tensors for a dict (NPZ, a JSON object), keys kept; tensors and lists of tensors pass."""
     import torch
 
-    _not_bytes(decoded, "input_fn")
+    _not_bytes(decoded, hook)
     if isinstance(decoded, torch.Tensor) or _all_tensors(decoded):
         return decoded
     if isinstance(decoded, dict):
@@ -100,18 +100,12 @@ def request_tensors(decoded: Any) -> Any:
 def to_inputs(data: Any) -> List[Any]:
     """The model's positional inputs for ``data``: a tensor, a dict (values in order), a
     list or tuple of tensors, or arrays and lists as a user input_fn may return them."""
-    import torch
-
-    _not_bytes(data, "predict_fn")
-    if isinstance(data, torch.Tensor):
-        return [data]
-    if isinstance(data, dict):
-        if not data:
-            raise BadRequest("the request holds no arrays")
-        return [to_tensor(value, "input %r" % str(key)) for key, value in data.items()]
-    if _all_tensors(data):
-        return list(data)
-    return [to_tensor(data)]
+    tensors = request_tensors(data, "predict_fn")
+    if isinstance(tensors, dict):
+        return list(tensors.values())
+    if isinstance(tensors, (list, tuple)):
+        return list(tensors)
+    return [tensors]
 
 
 def to_numpy(value: Any) -> Any:

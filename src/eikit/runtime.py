@@ -61,10 +61,6 @@ class ModelSession(ABC):
     def model_fn(self, model_dir: Path) -> Any:
         """The default ``model_fn``: load the model files in ``model_dir`` onto the device."""
 
-    def load(self, model_dir: Path) -> Any:
-        """Another name for ``model_fn``."""
-        return self.model_fn(model_dir)
-
     @abstractmethod
     def prepare(self, model: Any) -> Any:
         """Put a model returned by a user ``model_fn`` on the device (a no-op where it is)."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import pytest
 import requests
@@ -84,6 +85,22 @@ class ModelTree:
         path = code / name
         path.write_text(textwrap.dedent(source))
         return path
+
+
+@contextlib.contextmanager
+def served(base: Path, env: Dict[str, str]) -> Iterator[Tuple[ServerProcess, Path]]:
+    """A ready server on a new model tree under ``base`` (for module-scoped fixtures that
+    share one server); its log in ``base/server.log``; stopped afterwards."""
+    tree = ModelTree(base / "ml")
+    log_path = base / "server.log"
+    server = ServerProcess(tree.base, env)
+    server.start(stdout=log_path.open("wb"))
+    try:
+        status = server.wait_ready(120)
+        assert status == 200, "server not ready (%s):\n%s" % (status, log_path.read_text())
+        yield server, log_path
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -51,7 +51,7 @@ from hypothesis import strategies as st
 
 from eikit.local import ServerProcess
 from tests.fuzzing import SCALE, fuzz
-from tests.integration.conftest import ModelTree, expected
+from tests.integration.conftest import expected, served
 
 DEADLINE = 30.0  # generous: the slowest thing the server does here is the 5 s keep-alive
 HEAD_LIMIT = 8192
@@ -103,19 +103,11 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:
-    base = tmp_path_factory.mktemp("http-fuzz")
-    tree = ModelTree(base / "ml")
-    log_path = base / "server.log"
-    process = ServerProcess(tree.base, ENV)
-    process.start(stdout=log_path.open("wb"))
-    endpoint = Server(process, log_path)
-    try:
-        assert process.wait_ready(120) == 200, endpoint.log()
+    with served(tmp_path_factory.mktemp("http-fuzz"), ENV) as (process, log_path):
+        endpoint = Server(process, log_path)
         healthy(endpoint)
         endpoint.fds = settled_fds(endpoint)
         yield endpoint
-    finally:
-        process.stop()
 
 
 def settled_fds(server: Server) -> int:

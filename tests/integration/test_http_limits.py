@@ -27,7 +27,7 @@ from eikit.errors import ConfigurationError
 from eikit.local import ServerProcess
 from eikit.server import http as limits_module
 from eikit.settings import load_settings
-from tests.integration.conftest import ModelTree
+from tests.integration.conftest import ModelTree, served
 from tests.integration.test_lifecycle import _alive, _children
 
 DEADLINE = 60.0  # generous: what the server does takes about a second
@@ -159,17 +159,8 @@ def limited(tmp_path_factory) -> Iterator:
     """One server with small limits for the tests that do not count connections."""
     from tests.integration.conftest import Endpoint
 
-    base = tmp_path_factory.mktemp("limits")
-    tree = ModelTree(base / "ml")
-    log_path = base / "server.log"
-    server = ServerProcess(tree.base, SMALL)
-    server.start(stdout=log_path.open("wb"))
-    endpoint = Endpoint(server, log_path)
-    try:
-        assert server.wait_ready(120) == 200, endpoint.log()
-        yield endpoint
-    finally:
-        server.stop()
+    with served(tmp_path_factory.mktemp("limits"), SMALL) as (server, log_path):
+        yield Endpoint(server, log_path)
 
 
 # --- the head ---------------------------------------------------------------

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
 
 import requests
+
+from eikit.reliability import children
 
 SLOW = """
 import os, time, torch
@@ -32,18 +33,8 @@ def output_fn(prediction, accept, context):
 
 
 def _children(pid: int) -> set:
-    """PIDs whose parent is ``pid`` (Linux /proc)."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open("/proc/%s/stat" % entry) as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.add(int(entry))
-    return found
+    """Live PIDs whose parent is ``pid`` (Linux /proc)."""
+    return set(children(pid))
 
 
 def _alive(pid: int) -> bool:

@@ -9,8 +9,8 @@ import time
 from typing import Dict
 
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests import prometheus
 from tests.integration.test_lifecycle import _alive, _children
 
 SCRIPT = """
@@ -31,12 +31,7 @@ def samples(endpoint) -> Dict[str, float]:
     answer = requests.get(endpoint.url + "/metrics", timeout=10)
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"].startswith("text/plain")
-    found = {}
-    for family in text_string_to_metric_families(answer.text):
-        for sample in family.samples:
-            labels = ",".join('%s="%s"' % item for item in sorted(sample.labels.items()))
-            found["%s{%s}" % (sample.name, labels)] = sample.value
-    return found
+    return prometheus.samples(answer.text)
 
 
 def test_metrics_count_requests_by_status_and_time_each_phase(tree, start):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from eikit.server import metrics
+from tests import prometheus
 
 NAN = math.nan
 
@@ -14,12 +13,7 @@ NAN = math.nan
 def scrape(collected: metrics.Metrics):
     body, content_type = collected.render()
     assert content_type.startswith("text/plain")
-    found = {}
-    for family in text_string_to_metric_families(body.decode()):
-        for sample in family.samples:
-            labels = ",".join("%s=%s" % item for item in sorted(sample.labels.items()))
-            found["%s{%s}" % (sample.name, labels)] = sample.value
-    return found
+    return prometheus.samples(body.decode())
 
 
 def test_histograms_are_cumulative_and_skip_phases_that_did_not_run():
@@ -28,14 +22,14 @@ def test_histograms_are_cumulative_and_skip_phases_that_did_not_run():
     collected.request((200, 0.2, 0.1, 0.01, 0.05, 0.03))
     collected.request((413, 0.0001, NAN, NAN, NAN, NAN))
     found = scrape(collected)
-    assert found["eikit_requests_total{status=200}"] == 2
-    assert found["eikit_requests_total{status=413}"] == 1
-    assert found["eikit_request_duration_seconds_count{phase=total}"] == 3
-    assert found["eikit_request_duration_seconds_count{phase=predict}"] == 2
-    assert found["eikit_request_duration_seconds_bucket{le=0.001,phase=predict}"] == 1
-    assert found["eikit_request_duration_seconds_bucket{le=0.1,phase=predict}"] == 2
-    assert found["eikit_request_duration_seconds_bucket{le=+Inf,phase=total}"] == 3
-    assert math.isclose(found["eikit_request_duration_seconds_sum{phase=total}"], 0.2021)
+    assert found['eikit_requests_total{status="200"}'] == 2
+    assert found['eikit_requests_total{status="413"}'] == 1
+    assert found['eikit_request_duration_seconds_count{phase="total"}'] == 3
+    assert found['eikit_request_duration_seconds_count{phase="predict"}'] == 2
+    assert found['eikit_request_duration_seconds_bucket{le="0.001",phase="predict"}'] == 1
+    assert found['eikit_request_duration_seconds_bucket{le="0.1",phase="predict"}'] == 2
+    assert found['eikit_request_duration_seconds_bucket{le="+Inf",phase="total"}'] == 3
+    assert math.isclose(found['eikit_request_duration_seconds_sum{phase="total"}'], 0.2021)
     assert found["eikit_queue_depth{}"] == 3 and found["eikit_workers{}"] == 2
 
 
@@ -44,7 +38,7 @@ def test_pending_samples_are_folded_in_bulk_so_the_list_stays_bounded():
     for _ in range(metrics.FOLD_EVERY * 2 + 5):
         collected.request((200, 0.001, 0.001, 0.001, 0.001, 0.001))
         assert len(collected._pending) < metrics.FOLD_EVERY
-    assert scrape(collected)["eikit_requests_total{status=200}"] == metrics.FOLD_EVERY * 2 + 5
+    assert scrape(collected)['eikit_requests_total{status="200"}'] == metrics.FOLD_EVERY * 2 + 5
 
 
 def test_restarts_and_load_times():
@@ -54,7 +48,7 @@ def test_restarts_and_load_times():
     collected.worker_restart("timeout")
     collected.model_loaded(1.5)
     found = scrape(collected)
-    assert found["eikit_worker_restarts_total{reason=crash}"] == 2
-    assert found["eikit_worker_restarts_total{reason=timeout}"] == 1
+    assert found['eikit_worker_restarts_total{reason="crash"}'] == 2
+    assert found['eikit_worker_restarts_total{reason="timeout"}'] == 1
     assert found["eikit_model_load_seconds_count{}"] == 1
-    assert found["eikit_model_load_seconds_bucket{le=2.5}"] == 1
+    assert found['eikit_model_load_seconds_bucket{le="2.5"}'] == 1

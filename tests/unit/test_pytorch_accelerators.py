@@ -200,7 +200,7 @@ def test_torcheia_session_attaches_and_predicts_inside_optimized_execution(
     import torcheia
 
     save_model(tmp_path)
-    model = session.load(tmp_path)
+    model = session.model_fn(tmp_path)
     assert torcheia.jit.calls == [(model, 0)]
     assert isinstance(model, torch.jit.ScriptModule) and not model.training
     assert session.prepare(model) is model and len(torcheia.jit.calls) == 1
@@ -231,7 +231,7 @@ def test_torch_eia_session_keeps_the_model_on_cpu_and_targets_eia0(
     session = PyTorchRuntime().session(eia("torch_eia"), Settings(base_dir=tmp_path), 0)
     assert isinstance(session, TorchEiaLegacySession)
     save_model(tmp_path)
-    model = session.load(tmp_path)
+    model = session.model_fn(tmp_path)
     assert all(p.device.type == "cpu" for p in model.parameters())
     spy = Spy(model, recorder)
     out = session.predict(spy, np.array([[1.0, 2.0]], dtype=np.float32))
@@ -284,7 +284,7 @@ def test_neuron_package_is_imported_before_torch_jit_load(
     session = PyTorchRuntime().session(probe, Settings(base_dir=tmp_path), 0)
     assert isinstance(session, NeuronSession) and session.api == "torch_neuronx"
     assert "torch_neuronx" in sys.modules, "imported when the session opens, before model_fn"
-    model = session.load(tmp_path)
+    model = session.model_fn(tmp_path)
     assert loads == [(None, True)]
     out = session.predict(model, [[1.0, 1.0]])
     np.testing.assert_array_equal(out, [[2.0, 3.0]])
@@ -376,7 +376,7 @@ def test_cuda_session_moves_model_inputs_and_outputs(
     monkeypatch.setattr(torch.Tensor, "cpu", record_tensor_cpu)
     monkeypatch.setattr(torch.nn.Module, "to", record_module_to)
 
-    model = session.load(tmp_path)
+    model = session.model_fn(tmp_path)
     assert locations == ["cpu"], "TorchScript is loaded straight onto the device"
     assert moves == [("model.to", ("cpu",))]
     moves.clear()

@@ -135,7 +135,7 @@ def test_load_scripted_and_traced_models_and_log_one_line(
     torch.jit.save(torch.jit.trace(Affine(), torch.zeros(1, 3)), str(traced_dir / "t.pth"))
     caplog.set_level(logging.INFO, logger="eikit_pytorch")
     for model_dir in (tmp_path, traced_dir):
-        model = session.load(model_dir)
+        model = session.model_fn(model_dir)
         assert isinstance(model, torch.jit.ScriptModule)
         assert not model.training
         out = session.predict(model, [[1.0, 2.0, 3.0]])

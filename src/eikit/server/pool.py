@@ -84,11 +84,6 @@ class WorkerPool:
         replaced does not take the endpoint out of service while another one serves."""
         return self.failed_reason is None and self.loaded.is_set() and bool(self.ready)
 
-    @property
-    def complete(self) -> bool:
-        """Every worker is ready: none is being replaced."""
-        return self.healthy and len(self.ready) == self.count
-
     def gauges(self) -> Dict[str, float]:
         """What /metrics reports of the pool at a scrape."""
         return {
