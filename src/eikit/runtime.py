@@ -15,7 +15,10 @@ from eikit.accelerators import Probe, ProbeResult
 from eikit.errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from eikit.context import Context
+    from eikit.pipeline import Pipeline
     from eikit.settings import Settings
+    from eikit.user_module import UserHooks
 
 ENTRY_POINT_GROUP = "eikit.runtimes"
 
@@ -107,6 +110,18 @@ class ModelSession(ABC):
     def predict(self, model: Any, data: Any) -> Any:
         """Decoded request in, encodable prediction out: the default hooks end to end."""
         return self.to_wire(self.predict_fn(self.to_input(data), model))
+
+    # --- the pipeline -------------------------------------------------------------
+
+    def make_pipeline(self, hooks: UserHooks, context: Context, default_accept: str) -> Pipeline:
+        """The object a worker loads the model with and hands each request to: the core's
+        ``Pipeline`` (the ``*_fn`` hooks) unless the framework's AWS container ran scripts
+        another way (TensorFlow's ``input_handler``/``output_handler``). What it returns
+        must offer ``load()``, ``invoke(...) -> Result``, ``timings`` and ``context`` as
+        ``Pipeline`` does; ``hooks.namespace`` holds the script's other names."""
+        from eikit.pipeline import Pipeline
+
+        return Pipeline(hooks, self, context, default_accept)
 
 
 class Runtime(ABC):

@@ -10,7 +10,7 @@ import importlib.util
 import inspect
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
@@ -48,6 +48,9 @@ class Hook:
 class UserHooks:
     module_name: Optional[str]
     hooks: Dict[str, Hook]
+    # Every name the script defines: a runtime whose AWS container used other hook names
+    # (TensorFlow's input_handler/output_handler/handler) checks and picks its own here.
+    namespace: Dict[str, Any] = field(default_factory=dict)
 
     def get(self, name: str) -> Optional[Hook]:
         return self.hooks.get(name)
@@ -90,7 +93,7 @@ def validate(module_name: Optional[str], namespace: Dict[str, Any]) -> UserHooks
                 "transform_fn replaces input_fn, predict_fn and output_fn; "
                 "define it alone or remove it (also defined: %s)" % ", ".join(clash)
             )
-    return UserHooks(module_name, hooks)
+    return UserHooks(module_name, hooks, dict(namespace))
 
 
 # Modules scripts import from AWS's containers (``sagemaker_inference``): last on the path.

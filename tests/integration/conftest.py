@@ -1,90 +1,37 @@
-"""Real ``serve`` processes on free loopback ports, with TorchScript models built here."""
+"""PyTorch-only integration tests: real ``serve`` processes with TorchScript models built
+here (the suites every runtime passes are in ``tests/contract``)."""
 
 from __future__ import annotations
 
 import contextlib
-import textwrap
-import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, Tuple
 
 import pytest
-import requests
 
 from eikit.local import ServerProcess
 
 torch = pytest.importorskip("torch")
 
+from tests.frameworks import expected, save_torch_linear  # noqa: E402
+from tests.serving import Endpoint, starter  # noqa: E402
+from tests.serving import ModelTree as GenericModelTree  # noqa: E402
+
+__all__ = ["Endpoint", "ModelTree", "expected", "save_linear_model", "served"]
+
 
 def save_linear_model(path: Path) -> None:
     """y = [x0, x1 + x2 + x3 + 0.5] for a 4-feature input: easy to check by hand."""
-    layer = torch.nn.Linear(4, 2)
-    with torch.no_grad():
-        layer.weight.copy_(torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 1.0, 1.0]]))
-        layer.bias.copy_(torch.tensor([0.0, 0.5]))
-    torch.jit.script(layer.eval()).save(str(path))
+    save_torch_linear(path.parent)
+    if path.name != "model.pt":
+        (path.parent / "model.pt").rename(path)
 
 
-def expected(rows: List[List[float]]) -> List[List[float]]:
-    return [[r[0], r[1] + r[2] + r[3] + 0.5] for r in rows]
-
-
-class Endpoint:
-    def __init__(self, server: ServerProcess, log_path: Path) -> None:
-        self.server = server
-        self.url = server.url
-        self.log_path = log_path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def invoke(
-        self,
-        body: bytes,
-        content_type: Optional[str] = "application/json",
-        accept: Optional[str] = None,
-        headers: Optional[Dict[str, str]] = None,
-        timeout: float = 30,
-    ) -> requests.Response:
-        sent = dict(headers or {})
-        if content_type is not None:
-            sent["Content-Type"] = content_type
-        if accept is not None:
-            sent["Accept"] = accept
-        return requests.post(self.url + "/invocations", data=body, headers=sent, timeout=timeout)
-
-    def ping(self, timeout: float = 5) -> requests.Response:
-        return requests.get(self.url + "/ping", timeout=timeout)
-
-    def wait_failed(self, timeout: float = 60) -> requests.Response:
-        """Poll /ping until it reports a failed load (503 with "failed"), then return it."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                ping = self.ping()
-                if ping.status_code == 503 and "failed" in ping.text:
-                    return ping
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "load never failed:\n" + self.log()
-            time.sleep(0.05)
-
-
-class ModelTree:
+class ModelTree(GenericModelTree):
     """A SageMaker base dir: ``model/model.pt`` and optionally ``model/code/``."""
 
     def __init__(self, base: Path) -> None:
-        self.base = base
-        self.model_dir = base / "model"
-        self.model_dir.mkdir(parents=True)
-        save_linear_model(self.model_dir / "model.pt")
-
-    def script(self, source: str, name: str = "inference.py") -> Path:
-        code = self.model_dir / "code"
-        code.mkdir(exist_ok=True)
-        path = code / name
-        path.write_text(textwrap.dedent(source))
-        return path
+        super().__init__(base, save_torch_linear)
 
 
 @contextlib.contextmanager
@@ -111,23 +58,4 @@ def tree(tmp_path: Path) -> ModelTree:
 @pytest.fixture
 def start(tmp_path: Path) -> Iterator:
     """start(tree, env=..., ready=True) -> Endpoint; every server is stopped afterwards."""
-    servers: List[ServerProcess] = []
-
-    def _start(
-        tree: ModelTree, env: Optional[Dict[str, str]] = None, ready: bool = True
-    ) -> Endpoint:
-        settings = {"SAGEMAKER_MODEL_SERVER_WORKERS": "1", "EIKIT_WORKER_THREADS": "1"}
-        settings.update(env or {})
-        log_path = tmp_path / ("server-%d.log" % len(servers))
-        server = ServerProcess(tree.base, settings)
-        server.start(stdout=log_path.open("wb"))
-        servers.append(server)
-        endpoint = Endpoint(server, log_path)
-        if ready:
-            status = server.wait_ready(120)
-            assert status == 200, "server not ready (%s):\n%s" % (status, endpoint.log())
-        return endpoint
-
-    yield _start
-    for server in servers:
-        server.stop()
+    yield from starter(tmp_path)

@@ -73,7 +73,7 @@ def load_pipeline(
                 int(session.device.split(":")[1]) if session.device.startswith("cuda:") else None
             )
             context = Context(str(settings.model_dir), accelerator.kind, session.device, gpu_id)
-            pipeline = Pipeline(hooks, session, context, settings.default_accept)
+            pipeline = session.make_pipeline(hooks, context, settings.default_accept)
             pipeline.load()
         except UserScriptError:
             raise

@@ -1,4 +1,5 @@
-"""The SageMaker hosting contract over real HTTP: routes, codecs, errors, limits."""
+"""PyTorch's default hooks over real HTTP: every codec, Accept negotiation (the contract
+every runtime passes is ``tests/contract``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import io
 import json
 
 import numpy as np
-import requests
 
 from tests.integration.conftest import expected
 
@@ -52,51 +52,3 @@ def test_accept_negotiation_over_http(tree, start):
     refused = endpoint.invoke(body, accept="image/png")
     assert refused.status_code == 406
     assert refused.json()["code"] == "not_acceptable"
-
-
-def test_client_errors_have_their_own_status_and_no_traceback(tree, start):
-    endpoint = start(tree, {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "0.01"})
-    bad = endpoint.invoke(b"{not json")
-    assert bad.status_code == 400 and bad.json()["code"] == "bad_request"
-    unsupported = endpoint.invoke(b"x", "image/png")
-    assert unsupported.status_code == 415
-    assert "image/png" in unsupported.json()["error"]
-    too_big = endpoint.invoke(b"[" + b"1," * 10000 + b"1]")
-    assert too_big.status_code == 413 and too_big.json()["code"] == "payload_too_large"
-    wrong_shape = endpoint.invoke(b"[[1, 2, 3]]")  # the model wants 4 features: the client's error
-    assert wrong_shape.status_code == 400, wrong_shape.text
-    assert "shape [1, 3] float32" in wrong_shape.json()["error"]
-    assert "Traceback" not in wrong_shape.text
-    assert requests.get(endpoint.url + "/nowhere", timeout=5).status_code == 404
-    assert requests.get(endpoint.url + "/invocations", timeout=5).status_code == 405
-    # The server is still healthy after all of that.
-    assert endpoint.ping().status_code == 200
-    assert endpoint.invoke(json.dumps(ROWS).encode()).json() == expected(ROWS)
-
-
-def test_chunked_upload_over_the_limit_is_413(tree, start):
-    endpoint = start(tree, {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "0.01"})
-
-    def chunks():
-        for _ in range(100):
-            yield b"1," * 100
-
-    answer = requests.post(
-        endpoint.url + "/invocations",
-        data=chunks(),
-        headers={"Content-Type": "text/csv"},
-        timeout=10,
-    )
-    assert answer.status_code == 413
-
-
-def test_execution_parameters_report_workers_and_limits(tree, start):
-    endpoint = start(
-        tree, {"SAGEMAKER_MODEL_SERVER_WORKERS": "2", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "20"}
-    )
-    answer = requests.get(endpoint.url + "/execution-parameters", timeout=5).json()
-    assert answer == {
-        "MaxConcurrentTransforms": 2,
-        "BatchStrategy": "MULTI_RECORD",
-        "MaxPayloadInMB": 20,
-    }

@@ -1,0 +1,43 @@
+"""One test environment per framework, as people and CI run them: ``nox`` runs them all
+(what ``scripts/test`` does), ``nox -s tensorflow`` one. Arguments after ``--`` go to pytest.
+
+- ``core``: eikit without any framework, the unit tests (proves the core imports none).
+- ``pytorch``: ``.venv`` (``scripts/setup``, the quick start's environment), every suite:
+  unit, integration, the contract suite for PyTorch, and the container tests, which build
+  and serve every framework's image.
+- ``tensorflow``, ``mxnet``: that framework's runtime tests and the contract suite. They
+  cannot share one environment: mxnet 1.9.1 needs numpy<1.24, current TensorFlow newer.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["core", "pytorch"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.default_venv_backend = "venv"
+nox.options.error_on_missing_interpreters = True
+
+PYTHON = "3.11"
+
+
+def pytest(session: nox.Session, *paths: str) -> None:
+    session.run("python", "-m", "pytest", *paths, *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def core(session: nox.Session) -> None:
+    session.install("-e", ".[test]")
+    session.run(
+        "python",
+        "-c",
+        "import eikit.server.app, eikit.cli, sys; assert not "
+        "{'torch', 'tensorflow', 'mxnet'} & set(sys.modules), 'a framework was imported'",
+    )
+    pytest(session, "tests/unit")
+
+
+@nox.session(python=False)
+def pytorch(session: nox.Session) -> None:
+    session.run("scripts/setup", external=True)
+    session.run(".venv/bin/python", "-m", "pytest", "tests", *session.posargs, external=True)

@@ -1,0 +1,88 @@
+"""The SageMaker hosting contract over real HTTP, the same for every runtime: routes,
+readiness, errors and their statuses, limits. Each framework's own request forms and
+codecs have their own suites."""
+
+from __future__ import annotations
+
+import requests
+
+from tests.frameworks import expected
+
+ROWS = [[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0]]
+
+
+def test_ping_then_invocations_answer_in_the_frameworks_json(framework, tree, start):
+    endpoint = start(tree)
+    assert endpoint.ping().status_code == 200
+    assert requests.head(endpoint.url + "/ping", timeout=5).status_code == 200
+    answer = endpoint.invoke(framework.request(ROWS))
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("application/json")
+    assert framework.answer(answer.json()) == expected(ROWS)
+    assert answer.headers["x-request-id"]
+
+
+def test_client_errors_have_their_own_status_and_no_traceback(framework, tree, start):
+    endpoint = start(tree, {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "0.01"})
+    bad = endpoint.invoke(b"{not json")
+    assert bad.status_code == 400, bad.text
+    assert bad.json()["code"] == "bad_request"
+    unsupported = endpoint.invoke(b"x", "image/png")
+    assert unsupported.status_code == 415, unsupported.text
+    assert "image/png" in unsupported.json()["error"]
+    too_big = endpoint.invoke(b"[" + b"1," * 10000 + b"1]")
+    assert too_big.status_code == 413 and too_big.json()["code"] == "payload_too_large"
+    # The model wants 4 features: 3 is the client's mistake, not the server's.
+    wrong_shape = endpoint.invoke(framework.request([[1.0, 2.0, 3.0]]))
+    assert wrong_shape.status_code == 400, wrong_shape.text
+    assert "Traceback" not in wrong_shape.text
+    refused = endpoint.invoke(framework.request(ROWS), accept="image/png")
+    assert refused.status_code == 406, refused.text
+    assert requests.get(endpoint.url + "/nowhere", timeout=5).status_code == 404
+    not_allowed = requests.get(endpoint.url + "/invocations", timeout=5)
+    assert not_allowed.status_code == 405 and "POST" in not_allowed.headers["allow"]
+    # The server is still healthy after all of that.
+    assert endpoint.ping().status_code == 200
+    assert framework.answer(endpoint.invoke(framework.request(ROWS)).json()) == expected(ROWS)
+
+
+def test_chunked_upload_over_the_limit_is_413(framework, tree, start):
+    endpoint = start(tree, {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "0.01"})
+
+    def chunks():
+        for _ in range(100):
+            yield b"1," * 100
+
+    answer = requests.post(
+        endpoint.url + "/invocations",
+        data=chunks(),
+        headers={"Content-Type": "text/csv"},
+        timeout=10,
+    )
+    assert answer.status_code == 413
+
+
+def test_execution_parameters_report_workers_and_limits(framework, tree, start):
+    endpoint = start(
+        tree, {"SAGEMAKER_MODEL_SERVER_WORKERS": "2", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "20"}
+    )
+    answer = requests.get(endpoint.url + "/execution-parameters", timeout=5).json()
+    assert answer == {
+        "MaxConcurrentTransforms": 2,
+        "BatchStrategy": "MULTI_RECORD",
+        "MaxPayloadInMB": 20,
+    }
+
+
+def test_a_failing_model_fn_is_a_failed_ping_never_a_ready_one(framework, tree, start):
+    tree.script(
+        """
+        def model_fn(model_dir):
+            raise RuntimeError("no weights here")
+        """
+    )
+    endpoint = start(tree, ready=False)
+    failed = endpoint.wait_failed(180)
+    assert "no weights here" in failed.text
+    answer = endpoint.invoke(framework.request(ROWS))
+    assert answer.status_code == 503, answer.text

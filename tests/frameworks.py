@@ -1,0 +1,65 @@
+"""Each framework's stand-in for the same model, for the suites every runtime must pass.
+
+The model is y = [x0, x1 + x2 + x3 + 0.5] on 4 features, built in code in the format the
+runtime's default ``model_fn`` loads. Its requests and answers are in the framework's own
+JSON convention (PyTorch's bare arrays, TF Serving's ``instances``/``predictions``), so
+one suite checks the hosting contract for every runtime without knowing the framework.
+
+A framework is offered to a suite only where its module imports: each test environment
+(``noxfile.py``) installs one framework, and runs the suites for that one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List
+
+Rows = List[List[float]]
+
+
+def expected(rows: Rows) -> Rows:
+    return [[r[0], r[1] + r[2] + r[3] + 0.5] for r in rows]
+
+
+WEIGHT = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 1.0, 1.0]]  # (out, in)
+BIAS = [0.0, 0.5]
+
+
+@dataclass(frozen=True)
+class Framework:
+    name: str  # EIKIT_FRAMEWORK
+    module: str  # what must import for the framework to be offered
+    save_model: Callable[[Path], None]  # the linear model, into a model directory
+    request: Callable[[Rows], bytes]  # a JSON request for these rows
+    answer: Callable[[Any], Rows]  # the rows out of a parsed JSON answer
+
+    def available(self) -> bool:
+        return importlib.util.find_spec(self.module) is not None
+
+
+def save_torch_linear(model_dir: Path) -> None:
+    import torch
+
+    layer = torch.nn.Linear(4, 2)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor(WEIGHT))
+        layer.bias.copy_(torch.tensor(BIAS))
+    torch.jit.script(layer.eval()).save(str(model_dir / "model.pt"))
+
+
+FRAMEWORKS: Dict[str, Framework] = {
+    "pytorch": Framework(
+        "pytorch",
+        "torch",
+        save_torch_linear,
+        lambda rows: json.dumps(rows).encode(),
+        lambda answer: answer,
+    ),
+}
+
+
+def available() -> List[Framework]:
+    return [framework for framework in FRAMEWORKS.values() if framework.available()]
