@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Optional
 
 from eikit.errors import ConfigurationError
 from eikit.local import ServerProcess, layout_model_tree
+from eikit.procs import children, tree_rss
 
 log = logging.getLogger(__name__)
 
@@ -181,50 +182,7 @@ class Pinger(threading.Thread):
 # --- the server's processes ------------------------------------------------------------
 
 
-def _parents() -> Dict[int, int]:
-    """pid -> parent pid for every live process (Linux /proc); {} elsewhere."""
-    found = {}
-    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z":
-            found[int(entry)] = int(fields[1])
-    return found
-
-
-def children(pid: int) -> List[int]:
-    return sorted(child for child, parent in _parents().items() if parent == pid)
-
-
-def tree(pid: int) -> List[int]:
-    parents = _parents()
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(child for child, parent in parents.items() if parent == current)
-    return found
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident memory of ``pid`` (0 if gone)."""
-    try:
-        with open("/proc/%d/status" % pid) as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def tree_rss(pid: int) -> int:
-    return sum(rss_bytes(member) for member in tree(pid))
+# The process tree and its memory: eikit.procs.
 
 
 # --- the run ----------------------------------------------------------------------------

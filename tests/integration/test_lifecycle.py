@@ -8,7 +8,7 @@ import time
 
 import requests
 
-from eikit.reliability import children
+from eikit.procs import children
 
 SLOW = """
 import os, time, torch

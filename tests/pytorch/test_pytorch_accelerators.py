@@ -1,6 +1,6 @@
 """EI, Neuron and CUDA through narrow seams; the real session code runs around them.
 
-Seams: ``tests/unit/fakes`` on ``sys.path`` supplies ``torcheia`` (whose ``attach_eia``
+Seams: ``tests/pytorch/fakes`` on ``sys.path`` supplies ``torcheia`` (whose ``attach_eia``
 records its calls) and ``torch_neuronx`` (an empty module); a ``torch_eia`` dist-info folder
 stands for AWS's 1.3.1 build; ``/dev`` is a ``tmp_path``; ``torch.jit.optimized_execution``
 and ``torch.jit.load`` are wrapped by recorders that call the real functions; CUDA

@@ -1,0 +1,127 @@
+"""Processes and memory as Linux reports them (``/proc``, cgroups): the process tree under a
+pid, how much memory a set of processes holds, and how much the machine or container has.
+
+Used by the multi-model registry to measure what each loaded model costs (not guess it),
+and by the reliability harness. Everything returns 0 or {} where ``/proc`` is missing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Set
+
+
+def _parents() -> Dict[int, int]:
+    """pid -> parent pid for every live process (Linux /proc); {} elsewhere."""
+    found = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            found[int(entry)] = int(fields[1])
+    return found
+
+
+def children(pid: int) -> List[int]:
+    return sorted(child for child, parent in _parents().items() if parent == pid)
+
+
+def tree(pid: int) -> List[int]:
+    """``pid`` and every process below it."""
+    parents = _parents()
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(child for child, parent in parents.items() if parent == current)
+    return found
+
+
+def _kib_field(path: str, field: str) -> Optional[int]:
+    """The ``field: N kB`` line of a /proc file, in bytes; None if absent or unreadable."""
+    try:
+        with open(path) as lines:
+            for line in lines:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` (0 if gone)."""
+    return _kib_field("/proc/%d/status" % pid, "VmRSS") or 0
+
+
+def tree_rss(pid: int) -> int:
+    return sum(rss_bytes(member) for member in tree(pid))
+
+
+def pss_bytes(pid: int) -> int:
+    """Proportional set size of ``pid``: its private memory plus its share of pages it
+    shares (the framework's libraries, mapped by every worker). Summed over processes it
+    counts shared pages once, where RSS would count them in every worker. RSS where the
+    kernel has no ``smaps_rollup`` (before 4.14); 0 if the process is gone."""
+    pss = _kib_field("/proc/%d/smaps_rollup" % pid, "Pss")
+    return pss if pss is not None else rss_bytes(pid)
+
+
+def trees(pids: Iterable[int]) -> Set[int]:
+    """``pids`` and every process below them, each once."""
+    parents = _parents()
+    seen: Set[int] = set()
+    todo = list(pids)
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        todo.extend(child for child, parent in parents.items() if parent == current)
+    return seen
+
+
+def trees_pss(pids: Iterable[int]) -> int:
+    """Memory held by ``pids`` and their children (a worker's own subprocesses count)."""
+    return sum(pss_bytes(pid) for pid in trees(pids))
+
+
+def _read_int(path: Path) -> Optional[int]:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _meminfo(field: str) -> Optional[int]:
+    return _kib_field("/proc/meminfo", field)
+
+
+def memory_limit_bytes(cgroup_root: Path = Path("/sys/fs/cgroup")) -> Optional[int]:
+    """The memory this process may use: its container's cgroup limit (v2 ``memory.max``,
+    v1 ``memory.limit_in_bytes``) when one is set, else the machine's total."""
+    total = _meminfo("MemTotal")
+    for name in ("memory.max", "memory/memory.limit_in_bytes"):
+        limit = _read_int(cgroup_root / name)
+        if limit is not None and (total is None or limit < total):
+            return limit
+    return total
+
+
+def available_bytes(cgroup_root: Path = Path("/sys/fs/cgroup")) -> Optional[int]:
+    """Memory that can still be taken without swapping: the kernel's MemAvailable, or what
+    is left under the cgroup limit when that is smaller."""
+    available = _meminfo("MemAvailable")
+    limit = _read_int(cgroup_root / "memory.max")
+    current = _read_int(cgroup_root / "memory.current")
+    if limit is not None and current is not None:
+        left = max(0, limit - current)
+        available = left if available is None else min(available, left)
+    return available
