@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import textwrap
@@ -12,6 +13,11 @@ import numpy as np
 import pytest
 
 from eikit.testing import EndpointError, EndpointFactory, Response, encode_body, start_endpoint
+
+# Serving a model needs a runtime, and the runtime its framework: not in the core environment.
+serves = pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None, reason="serves a model with the pytorch runtime"
+)
 
 
 def test_encode_body_by_type() -> None:
@@ -60,6 +66,7 @@ def script_model(tmp_path: Path) -> Path:
     return model
 
 
+@serves
 def test_fixture_serves_a_process(eikit_endpoint, script_model: Path) -> None:
     endpoint = eikit_endpoint(script_model, env={"SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
     assert endpoint.mode == "process"
@@ -86,6 +93,7 @@ def test_a_server_that_fails_to_start_raises_with_its_log(tmp_path: Path) -> Non
         )
 
 
+@serves
 def test_json_helper_roundtrip(eikit_endpoint, script_model: Path) -> None:
     endpoint = eikit_endpoint(script_model, env={"SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
     answer = endpoint.request(
