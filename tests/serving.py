@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import textwrap
 import time
+import zipfile
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional
 
@@ -100,3 +101,23 @@ def starter(tmp_path: Path, defaults: Optional[Dict[str, str]] = None) -> Iterat
     yield _start
     for server in servers:
         server.stop()
+
+
+def make_wheel(
+    directory: Path, name: str, version: str = "1.0", source: str = "ANSWER = 41 + 1\n"
+) -> Path:
+    """A minimal pure-Python wheel of module ``name``, built by hand: nothing is downloaded."""
+    dist = "%s-%s" % (name, version)
+    path = directory / ("%s-py3-none-any.whl" % dist)
+    with zipfile.ZipFile(path, "w") as wheel:
+        wheel.writestr("%s.py" % name, source)
+        wheel.writestr(
+            "%s.dist-info/METADATA" % dist,
+            "Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (name, version),
+        )
+        wheel.writestr(
+            "%s.dist-info/WHEEL" % dist,
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
+        wheel.writestr("%s.dist-info/RECORD" % dist, "")
+    return path

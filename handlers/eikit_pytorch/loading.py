@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, List, Optional
 
-from eikit.errors import ConfigurationError
+from eikit.errors import ConfigurationError, NoModelFiles
 
 MODEL_FILE = "model.pt"
 MODEL_SUFFIXES = (".pt", ".pth")
@@ -30,7 +30,7 @@ def model_candidates(model_dir: Path) -> List[Path]:
 def find_model_file(model_dir: Path) -> Path:
     """``model.pt``, else the only ``*.pt`` / ``*.pth`` file in ``model_dir``."""
     if not model_dir.is_dir():
-        raise ConfigurationError("model directory %s does not exist" % model_dir)
+        raise NoModelFiles("model directory %s does not exist" % model_dir)
     preferred = model_dir / MODEL_FILE
     if preferred.is_file():
         return preferred
@@ -49,7 +49,7 @@ def find_model_file(model_dir: Path) -> Path:
                 MODEL_FILE,
             )
         )
-    raise ConfigurationError(
+    raise NoModelFiles(
         "no model file in %s: add a TorchScript %s (torch.jit.save), or define model_fn "
         "in the inference script" % (model_dir, MODEL_FILE)
     )

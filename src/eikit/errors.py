@@ -92,6 +92,27 @@ class ConfigurationError(EikitError):
     code = "configuration_error"
 
 
+class NoModelFiles(ConfigurationError):
+    """The model directory holds nothing the runtime's default ``model_fn`` can load (on a
+    multi-model endpoint, a load request for it is a 404, as SageMaker expects)."""
+
+    code = "no_model_files"
+
+
+class ModelLoadError(EikitError):
+    """Multi-model: a model's ``model_fn`` (or its script) failed; the reason is the message."""
+
+    status = 500
+    code = "model_load_failed"
+
+
+class ModelExists(EikitError):
+    """Multi-model: a model of that name is loaded (or loading) already."""
+
+    status = 409
+    code = "model_exists"
+
+
 class UserScriptError(ConfigurationError):
     """The user script is missing, fails to import, or defines hooks that cannot work together."""
 

@@ -119,6 +119,12 @@ class Settings(BaseSettings):
         description="Logging level: a name (`INFO`, `warn`, any case) or a number, as the "
         "SageMaker SDK sets it (`20`; levels between names such as `25` too).",
     )
+    multi_model: bool = Field(
+        False,
+        alias="SAGEMAKER_MULTI_MODEL",
+        description="Serve a multi-model endpoint: models are loaded, listed and unloaded "
+        "through `/models` and invoked by name; `model/` is not read.",
+    )
     accelerator_present: bool = Field(
         False,
         alias="SAGEMAKER_INFERENCE_ACCELERATOR_PRESENT",
@@ -246,6 +252,23 @@ class Settings(BaseSettings):
         alias="EIKIT_ACCESS_LOG",
         description="Log one line per request (`access` logger, at INFO): client, method, "
         "path, status, response bytes, milliseconds, request id.",
+    )
+    max_models: Optional[int] = Field(
+        None,
+        alias="EIKIT_MAX_MODELS",
+        ge=1,
+        description="Multi-model: most models loaded at once; loading one more unloads the "
+        "least recently used idle model, or gets 507 when every model is busy. Unset: no "
+        "limit but memory.",
+    )
+    models_memory_mb: Optional[float] = Field(
+        None,
+        alias="EIKIT_MODELS_MEMORY_MB",
+        gt=0,
+        description="Multi-model: memory the loaded models' workers may hold in all, measured "
+        "(proportional set size, children included) after each load. Past it the least "
+        "recently used idle models are unloaded, or the load gets 507. Unset: 85% of the "
+        "container's memory limit (or the machine's memory).",
     )
     metrics: bool = Field(
         True,

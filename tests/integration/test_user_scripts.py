@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import zipfile
-from pathlib import Path
 
 import requests
 
 from tests.integration.conftest import expected
+from tests.serving import make_wheel
 
 AWS_STYLE = """
 import json
@@ -144,23 +143,6 @@ def test_pre_model_and_warmup_hooks_run_once_per_worker(tree, start, tmp_path):
     assert names == ["model", "model", "pre", "pre", "warm", "warm"]
 
 
-def _wheel(directory: Path, name: str) -> Path:
-    """A minimal pure-Python wheel, built by hand: nothing is downloaded."""
-    dist = "%s-1.0" % name
-    path = directory / ("%s-1.0-py3-none-any.whl" % name)
-    with zipfile.ZipFile(path, "w") as wheel:
-        wheel.writestr("%s.py" % name, "ANSWER = 41 + 1\n")
-        wheel.writestr(
-            "%s.dist-info/METADATA" % dist, "Metadata-Version: 2.1\nName: %s\nVersion: 1.0\n" % name
-        )
-        wheel.writestr(
-            "%s.dist-info/WHEEL" % dist,
-            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-        )
-        wheel.writestr("%s.dist-info/RECORD" % dist, "")
-    return path
-
-
 def test_requirements_are_installed_before_the_script_is_imported(tree, start, tmp_path):
     script = tree.script(
         """
@@ -169,7 +151,7 @@ def test_requirements_are_installed_before_the_script_is_imported(tree, start, t
             return str(eikit_req_probe.ANSWER)
         """
     )
-    wheel = _wheel(script.parent, "eikit_req_probe")
+    wheel = make_wheel(script.parent, "eikit_req_probe")
     (script.parent / "requirements.txt").write_text("./%s\n" % wheel.name)
     target = tmp_path / "site"
     endpoint = start(tree, {"EIKIT_REQUIREMENTS_TARGET": str(target)})

@@ -30,6 +30,7 @@ from eikit.errors import (
 from eikit.server import ids, protocol
 from eikit.server.boot import Boot
 from eikit.server.metrics import Metrics
+from eikit.server.model_routes import INVOKE, PREFIX, ModelRoutes
 from eikit.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,11 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON_TYPE = b"application/json"
+TARGET_HEADER = b"x-amzn-sagemaker-target-model"
+NO_TARGET = (
+    "this is a multi-model endpoint: name the model with the X-Amzn-SageMaker-Target-Model "
+    "header, or POST /models/{name}/invoke"
+)
 
 
 async def reply(
@@ -63,6 +69,14 @@ async def reply(
 
 
 CLOSE = [(b"connection", b"close")]
+
+
+def header_text(value: bytes) -> str:
+    """A header as text: UTF-8 as SageMaker sends names, else latin-1 (HTTP's own)."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
 
 
 async def reply_error(send: Send, request_id: bytes, exc: BaseException) -> None:
@@ -109,6 +123,11 @@ class App:
         }
         if self.metrics is not None:
             self.routes[("GET", "/metrics")] = self.metrics_route
+        self.models: Optional[ModelRoutes] = None
+        if settings.multi_model:
+            self.models = ModelRoutes(self)
+            self.routes[("GET", "/models")] = self.models.collection
+            self.routes[("POST", "/models")] = self.models.collection
         for (method, path), route in list(self.routes.items()):
             if method == "GET":  # HEAD answers as GET; uvicorn leaves the body out
                 self.routes[("HEAD", path)] = route
@@ -133,11 +152,14 @@ class App:
 
     async def _route(self, scope: Scope, receive: Receive, send: Send, request_id: bytes) -> None:
         route = self.routes.get((scope["method"], scope["path"]))
-        if route is None:
-            await self.not_found(scope, send, request_id)
-            return
         try:
-            await route(scope, receive, send, request_id)
+            if route is not None:
+                await route(scope, receive, send, request_id)
+            elif self.models is not None and scope["path"].startswith(PREFIX):
+                if not await self.models.member(scope, receive, send, request_id):
+                    await self.not_allowed(scope, send, request_id)
+            else:
+                await self.not_found(scope, send, request_id)
         except Exception:  # answer a bug in JSON too, not with uvicorn's text/plain 500
             log.exception("%s %s failed", scope["method"], scope["path"])
             # uvicorn refuses a second response start (RuntimeError) if the bug came after
@@ -174,6 +196,21 @@ class App:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    async def not_allowed(self, scope: Scope, send: Send, request_id: bytes) -> None:
+        """A method that ``/models/{name}`` (or its ``/invoke``) does not take."""
+        allow = b"POST" if scope["path"].endswith(INVOKE) else b"DELETE, GET, HEAD"
+        message = "%s not allowed on a model; allowed: %s" % (scope["method"], allow.decode())
+        body = error_body(message, "method_not_allowed")
+        await reply(send, request_id, 405, body, extra=[(b"allow", allow)])
+
+    def as_client_error(self, exc: BaseException) -> BaseException:
+        """What a route tells the client about ``exc``: eikit's errors as they are, a bug as
+        a logged 500."""
+        if isinstance(exc, EikitError):
+            return exc
+        log.error("internal error", exc_info=exc)
+        return InternalError("internal error")
+
     async def not_found(self, scope: Scope, send: Send, request_id: bytes) -> None:
         allow = self.allow.get(scope["path"])
         if allow is not None:
@@ -192,8 +229,7 @@ class App:
 
     async def ping(self, scope: Scope, receive: Receive, send: Send, request_id: bytes) -> None:
         """Answers from memory: never waits on a worker."""
-        pool = self.boot.pool
-        if pool is not None and pool.healthy:
+        if self.boot.healthy:
             await reply(send, request_id, 200, b"")
             return
         code = ModelLoadFailed.code if self.boot.failed else ModelNotReady.code
@@ -217,19 +253,28 @@ class App:
         await reply(send, request_id, 200, body, content_type.encode("latin-1"))
 
     def _gauges(self) -> Dict[str, float]:
+        if self.boot.registry is not None:
+            return self.boot.registry.gauges()
         pool = self.boot.pool
         return pool.gauges() if pool is not None else {}
 
     async def invocations(
-        self, scope: Scope, receive: Receive, send: Send, request_id: bytes
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        request_id: bytes,
+        target: Optional[str] = None,
     ) -> None:
+        """``target``: the model named by the path (multi-model), which the
+        ``X-Amzn-SageMaker-Target-Model`` header names otherwise."""
         started = time.perf_counter()
         status = 500
         timings = protocol.NOT_TIMED
         submitted = finished = math.nan
         try:
             status, timings, submitted, finished = await self._invoke(
-                scope, receive, send, request_id
+                scope, receive, send, request_id, target
             )
         finally:
             if self.metrics is not None:
@@ -242,7 +287,7 @@ class App:
                 self.metrics.request((status, total, queue, decode, predict, encode))
 
     async def _invoke(
-        self, scope: Scope, receive: Receive, send: Send, request_id: bytes
+        self, scope: Scope, receive: Receive, send: Send, request_id: bytes, target: Optional[str]
     ) -> Tuple[int, Tuple[float, float, float], float, float]:
         """Answer one invocation; return its status, the worker's phase timings and when
         it was handed to the pool and answered by it (NaN where it never got there)."""
@@ -258,17 +303,27 @@ class App:
                 accept = value
             elif name == b"content-length" and value.isdigit():
                 length = int(value)
+            elif name == TARGET_HEADER and target is None:
+                target = header_text(value)
         try:
-            body = await self._read_body(receive, length)
-            pool = self.boot.pool
-            if pool is None:
-                failed = self.boot.failed
-                raise (ModelLoadFailed if failed else ModelNotReady)(self.boot.status())
+            body = await self.read_body(receive, length)
             meta = protocol.request_meta(
                 request_id, content_type, accept, protocol.join_headers(headers)
             )
-            submitted = time.perf_counter()
-            response_meta, answer = await pool.submit(meta, body)
+            registry = self.boot.registry
+            if registry is None:
+                pool = self.boot.pool
+                if pool is None:
+                    failed = self.boot.failed
+                    raise (ModelLoadFailed if failed else ModelNotReady)(self.boot.status())
+                submitted = time.perf_counter()
+                response_meta, answer = await pool.submit(meta, body)
+            else:
+                if not target:
+                    raise BadRequest(NO_TARGET)
+                async with registry.use(target) as pool:
+                    submitted = time.perf_counter()
+                    response_meta, answer = await pool.submit(meta, body)
             finished = time.perf_counter()
         except asyncio.CancelledError:
             # Only shutdown cancels a request (EIKIT_GRACEFUL_TIMEOUT ran out): answer in
@@ -287,10 +342,12 @@ class App:
         await reply(send, request_id, status, answer, out_type, extra)
         return status, timings, submitted, finished
 
-    async def _read_body(self, receive: Receive, length: int) -> bytes:
-        limit = self.settings.max_payload_bytes
+    async def read_body(self, receive: Receive, length: int, limit: Optional[int] = None) -> bytes:
+        """The request body, at most ``limit`` bytes (default: the payload limit), else 413."""
+        if limit is None:
+            limit = self.settings.max_payload_bytes
         if length > limit:
-            raise PayloadTooLarge(self._too_large(length))
+            raise PayloadTooLarge(self._too_large(length, limit))
         message = await receive()
         if message["type"] != "http.request":
             raise BadRequest("client disconnected before its body arrived")
@@ -306,11 +363,13 @@ class App:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise PayloadTooLarge(self._too_large(size))
+                raise PayloadTooLarge(self._too_large(size, limit))
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _too_large(self, size: int) -> str:
+    def _too_large(self, size: int, limit: int) -> str:
+        if limit != self.settings.max_payload_bytes:
+            return "payload of %d bytes exceeds this route's %d bytes" % (size, limit)
         return "payload of %d bytes exceeds SAGEMAKER_MAX_PAYLOAD_IN_MB=%g" % (
             size,
             self.settings.max_payload_in_mb,

@@ -15,6 +15,7 @@ from eikit.accelerators import Detection, detect
 from eikit.requirements import install_requirements
 from eikit.runtime import find_runtime
 from eikit.server.metrics import Metrics
+from eikit.server.models import ModelRegistry
 from eikit.server.pool import WorkerPool
 from eikit.settings import Settings
 
@@ -26,12 +27,20 @@ class Boot:
         self.settings = settings
         self.metrics = metrics
         self.pool: Optional[WorkerPool] = None
+        self.registry: Optional[ModelRegistry] = None  # a multi-model endpoint's models
         self.detection: Optional[Detection] = None
         self.worker_count: Optional[int] = None
         self.stage = "starting"
         self.error: Optional[str] = None
         self.shutting_down = False
         self._task: Optional[asyncio.Task] = None
+
+    @property
+    def healthy(self) -> bool:
+        """What /ping says: the model serves, or (multi-model) models can be loaded."""
+        if self.registry is not None:
+            return True
+        return self.pool is not None and self.pool.healthy
 
     @property
     def failed(self) -> bool:
@@ -62,7 +71,7 @@ class Boot:
         settings = self.settings
         started = time.monotonic()
         try:
-            if settings.install_requirements:
+            if settings.install_requirements and not settings.multi_model:
                 self.stage = "installing requirements"
                 await install_requirements(settings.code_dir, settings.requirements_target)
             self.stage = "detecting accelerators"
@@ -74,6 +83,16 @@ class Boot:
                 None, detect, probes, settings.accelerator, settings.strict_accelerator
             )
             chosen = self.detection.chosen
+            if settings.multi_model:
+                self.registry = ModelRegistry(
+                    settings, runtime.name, self.detection.chain, self.metrics
+                )
+                self.registry.draining = self.shutting_down
+                self.worker_count = self.registry.workers
+                log.info(
+                    "ready for models (%s runtime, %.1fs)", runtime.name, time.monotonic() - started
+                )
+                return
             self.worker_count = settings.workers or runtime.default_workers(chosen)
             self.stage = "starting workers"
             log.info(
@@ -100,6 +119,8 @@ class Boot:
         self.shutting_down = True
         if self.pool is not None:
             self.pool.drain()
+        if self.registry is not None:
+            self.registry.drain()
 
     async def stop(self) -> None:
         if self._task is not None and not self._task.done():
@@ -108,3 +129,5 @@ class Boot:
                 await self._task
         if self.pool is not None:
             await self.pool.stop()
+        if self.registry is not None:
+            await self.registry.stop()

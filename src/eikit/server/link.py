@@ -57,8 +57,9 @@ class Worker(asyncio.Protocol):
                 self.info = control_json(meta)
                 self.pool.on_ready(self)
             elif kind == protocol.FAILED:
-                message = control_json(meta).get("message", "unknown error")
-                self.pool.on_failed(self, message)
+                failure = control_json(meta)
+                message = failure.get("message", "unknown error")
+                self.pool.on_failed(self, message, failure.get("code"))
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self.pool.on_exit(self)

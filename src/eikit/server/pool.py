@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from eikit.accelerators import ProbeResult
@@ -53,8 +54,17 @@ class WorkerPool:
         chain: List[ProbeResult],
         count: int,
         metrics: Optional[Metrics] = None,
+        model_dir: Optional[Path] = None,
+        packages: Optional[Path] = None,
+        device_offset: int = 0,
     ) -> None:
+        """``model_dir``, ``packages`` and ``device_offset``: for one model of a multi-model
+        endpoint, where it is, where its requirements went, and where its workers' device
+        numbering starts (so models spread over several GPUs)."""
         self.settings = settings
+        self.model_dir = model_dir
+        self.packages = packages
+        self.device_offset = device_offset
         self.metrics = metrics
         self.runtime_name = runtime_name
         self.chain = chain
@@ -65,6 +75,7 @@ class WorkerPool:
         self.ready: List[Worker] = []
         self.waiters: Deque[Tuple[asyncio.Future, float]] = deque()
         self.failed_reason: Optional[str] = None
+        self.failed_code: Optional[str] = None  # the error code of a failed first load
         self.last_error: Optional[str] = None  # the latest failed replacement, for /ping
         self.draining = False  # a stop signal arrived: serve what is here, replace nothing
         self.stopping = False
@@ -92,6 +103,15 @@ class WorkerPool:
             "workers_ready": len(self.ready),
             "workers": self.count,
         }
+
+    def pids(self) -> List[int]:
+        """The worker processes now running (their children hold memory for them too)."""
+        return [worker.process.pid for worker in self.workers.values()]
+
+    @property
+    def busy(self) -> bool:
+        """A request is running, sent ahead or waiting: the model may not be evicted."""
+        return bool(self.waiters) or any(worker.load for worker in self.workers.values())
 
     def describe(self) -> Dict[str, Any]:
         return {
@@ -154,6 +174,9 @@ class WorkerPool:
             "runtime": self.runtime_name,
             "chain": [result.to_dict() for result in self.chain],
             "index": index,
+            "model_dir": str(self.model_dir) if self.model_dir else None,
+            "packages": str(self.packages) if self.packages else None,
+            "device_offset": self.device_offset,
         }
         worker.send(protocol.INIT, protocol.control(init))
         log.debug("worker %d started (pid %d)", index, process.pid)
@@ -188,8 +211,9 @@ class WorkerPool:
             )
         self.release(worker)
 
-    def on_failed(self, worker: Worker, message: str) -> None:
+    def on_failed(self, worker: Worker, message: str, code: Optional[str] = None) -> None:
         if not self.loaded.is_set():
+            self.failed_code = code
             self.fail("worker %d could not load the model: %s" % (worker.index, message))
             return
         worker.failure = "could not load the model: %s" % message

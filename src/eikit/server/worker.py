@@ -12,6 +12,7 @@ import signal
 import socket
 import sys
 import traceback
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from eikit import logs
@@ -60,11 +61,23 @@ def _ignore(sig: int, frame: Any) -> None:
 
 
 def load_pipeline(
-    settings: Settings, runtime_name: str, chain: List[ProbeResult], index: int
+    settings: Settings,
+    runtime_name: str,
+    chain: List[ProbeResult],
+    index: int,
+    model_dir: Optional[Path] = None,
+    packages: Optional[Path] = None,
 ) -> Pipeline:
-    """Import the user script, then load the model on the first device in ``chain`` that works."""
-    prepare_path(settings.code_dir, settings.requirements_target)
-    hooks = load_user_hooks(settings.code_dir, settings.program)
+    """Import the user script, then load the model on the first device in ``chain`` that works.
+
+    ``model_dir`` (a multi-model endpoint's model; default ``SAGEMAKER_BASE_DIR/model``)
+    holds the model and its ``code/``; ``packages`` is where its requirements went.
+    ``index`` picks the device where there are several (worker ``index`` on GPU
+    ``index % count``)."""
+    model_dir = model_dir or settings.model_dir
+    code_dir = model_dir / "code"
+    prepare_path(code_dir, packages or settings.requirements_target)
+    hooks = load_user_hooks(code_dir, settings.program)
     runtime = find_runtime(runtime_name)
     for position, accelerator in enumerate(chain):
         try:
@@ -72,7 +85,7 @@ def load_pipeline(
             gpu_id = (
                 int(session.device.split(":")[1]) if session.device.startswith("cuda:") else None
             )
-            context = Context(str(settings.model_dir), accelerator.kind, session.device, gpu_id)
+            context = Context(str(model_dir), accelerator.kind, session.device, gpu_id)
             pipeline = session.make_pipeline(hooks, context, settings.default_accept)
             pipeline.load()
         except UserScriptError:
@@ -143,12 +156,22 @@ def serve_forever(sock: socket.socket) -> int:
     index = int(meta["index"])
     logs.configure(settings.log_level, role="worker-%d" % index)
     chain = [ProbeResult(**item) for item in meta["chain"]]
+    model_dir = Path(meta["model_dir"]) if meta.get("model_dir") else None
+    packages = Path(meta["packages"]) if meta.get("packages") else None
     try:
-        pipeline = load_pipeline(settings, meta["runtime"], chain, index)
+        pipeline = load_pipeline(
+            settings,
+            meta["runtime"],
+            chain,
+            index + int(meta.get("device_offset", 0)),
+            model_dir,
+            packages,
+        )
     except Exception as exc:
         log.error("model load failed:\n%s", traceback.format_exc().rstrip())
         message = "%s: %s" % (type(exc).__name__, exc)
-        protocol.send(sock, protocol.FAILED, 0, protocol.control({"message": message}))
+        failure = {"message": message, "code": code_of(exc)}
+        protocol.send(sock, protocol.FAILED, 0, protocol.control(failure))
         return 1
     protocol.send(
         sock,
