@@ -72,6 +72,10 @@ def cmd_local(args: argparse.Namespace) -> int:
     code = Path(args.code_dir) if args.code_dir else None
     if not model.exists():
         raise ConfigurationError("--model-dir %s does not exist" % model)
+    if args.multi_model:
+        if code is not None:
+            raise ConfigurationError("--code-dir is for one model: each model brings its code/")
+        return _local_multi_model(args, model)
     if args.image:
         from eikit.images.container import serve_container
 
@@ -92,6 +96,62 @@ def cmd_local(args: argparse.Namespace) -> int:
     overrides = _server_overrides(args)
     overrides["host"] = args.host or "127.0.0.1"
     return serve(_settings(base_dir=base, **overrides))
+
+
+def _local_multi_model(args: argparse.Namespace, source: Path) -> int:
+    """``eikit local --multi-model``: serve a folder of models as a multi-model endpoint and
+    load each of them once it answers, as SageMaker would on their first invocations."""
+    import threading
+
+    from eikit.local_models import (
+        ModelsClient,
+        collect_models,
+        container_mounts,
+        load_all,
+        to_stderr,
+    )
+
+    key = hashlib.sha256(("models|%s" % source.resolve()).encode())
+    work = Path(args.work_dir) if args.work_dir else _cache_root() / key.hexdigest()[:12]
+    work.mkdir(parents=True, exist_ok=True)
+    models = collect_models(source, work)
+    overrides = _server_overrides(args)
+    overrides["multi_model"] = True
+
+    def load(url: str) -> None:
+        failed = load_all(ModelsClient(url), urls, to_stderr)
+        to_stderr(
+            "%d of %d model(s) loaded; invoke with eikit invoke --target-model NAME"
+            % (len(urls) - len(failed), len(urls))
+        )
+
+    if args.image:
+        from eikit.images.container import serve_container
+
+        args.host = args.host or "127.0.0.1"
+        mounts, urls = container_mounts(models)
+        return serve_container(
+            args.image,
+            None,
+            env=_settings(**_server_overrides(args), multi_model=True).to_env(),
+            port=args.port or 8080,
+            mounts=mounts,
+            on_ready=load,
+        )
+    from eikit.local import wait_for_ping
+    from eikit.server.run import serve
+
+    urls = {name: str(path) for name, path in models.items()}
+    overrides["host"] = args.host or "127.0.0.1"
+    settings = _settings(base_dir=work, **overrides)
+    url = "http://127.0.0.1:%d" % settings.port
+
+    def load_when_ready() -> None:
+        if wait_for_ping(url, time.monotonic() + settings.startup_timeout) == 200:
+            load(url)
+
+    threading.Thread(target=load_when_ready, name="eikit-load-models", daemon=True).start()
+    return serve(settings)
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
@@ -116,6 +176,13 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     if base.endswith("/invocations"):
         base = base[: -len("/invocations")]
     url = base + "/invocations"
+    extra = {}
+    if args.target_model:
+        from eikit.local_models import invoke_path
+
+        # As SageMaker calls a multi-model endpoint: the model's route, and the header.
+        url = base + invoke_path(args.target_model)
+        extra["X-Amzn-SageMaker-Target-Model"] = args.target_model
     if args.wait:
         from eikit.local import wait_for_ping
 
@@ -127,7 +194,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
             )
     try:
         status, headers, answer = invoke(
-            url, body, content_type, args.accept, args.custom_attributes
+            url, body, content_type, args.accept, args.custom_attributes, headers=extra
         )
     except OSError as exc:
         raise ConfigurationError("cannot reach %s: %s" % (url, exc)) from None
@@ -184,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--code-dir", help="folder with the inference script (becomes model/code)")
     local.add_argument("--image", help="run this image as SageMaker would, instead of a process")
     local.add_argument(
+        "--multi-model",
+        action="store_true",
+        help="--model-dir is a folder of models (folders or model.tar.gz files): serve a "
+        "multi-model endpoint and load each (invoke with eikit invoke --target-model)",
+    )
+    local.add_argument(
         "--work-dir",
         help="where the SageMaker tree is laid out: a new or empty folder, or one eikit made "
         "(default: a cache folder)",
@@ -207,6 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="first wait this long for /ping to say 200",
     )
     inv.add_argument("--custom-attributes", help="X-Amzn-SageMaker-Custom-Attributes header")
+    inv.add_argument(
+        "--target-model",
+        metavar="NAME",
+        help="multi-model endpoint: invoke this model (POST /models/NAME/invoke)",
+    )
     inv.set_defaults(func=cmd_invoke)
 
     det = sub.add_parser("detect", help="which accelerator would be used, and why not the others")

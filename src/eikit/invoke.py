@@ -31,8 +31,10 @@ def invoke(
     accept: Optional[str] = None,
     custom_attributes: Optional[str] = None,
     timeout: float = 70.0,
+    headers: Optional[Dict[str, str]] = None,
 ) -> Tuple[int, Dict[str, str], bytes]:
-    headers = {"Content-Type": content_type}
+    headers = dict(headers or {})
+    headers["Content-Type"] = content_type
     if accept:
         headers["Accept"] = accept
     if custom_attributes:

@@ -15,6 +15,14 @@ model laid out as SageMaker would (links, no copies). ``image="..."``, or
 ``pytest --eikit-image IMAGE`` for every endpoint, runs a container instead, as SageMaker
 would (see ``eikit.images.container``).
 
+Multi-model endpoints: ``multi_model=True`` makes the first argument a folder of models
+(folders or ``model.tar.gz`` files, named by their file names), loads each once the server
+is up, and ``invoke(..., target_model=NAME)`` calls one, as SageMaker does::
+
+    endpoint = eikit_endpoint("tests/models", multi_model=True)
+    assert endpoint.invoke([[1.0, 2.0]], target_model="customer-7").status == 200
+    endpoint.unload_model("customer-7")
+
 Outside pytest, ``start_endpoint(...)`` does the same and returns an ``Endpoint``.
 """
 
@@ -100,6 +108,8 @@ class Endpoint:
     container: Optional[ContainerEndpoint] = field(default=None, repr=False)
     exit_code: Optional[int] = None
     _stopped: bool = field(default=False, repr=False)
+    # multi-model: each model of the folder, as the server sees its location
+    model_urls: Dict[str, str] = field(default_factory=dict, repr=False)
 
     def ping(self, timeout: float = 5.0) -> int:
         """The status of GET /ping (0 when nothing answers)."""
@@ -117,14 +127,21 @@ class Endpoint:
         headers: Optional[Mapping[str, str]] = None,
         path: str = "/invocations",
         timeout: float = 70.0,
+        target_model: Optional[str] = None,
     ) -> Response:
-        """POST ``body`` to /invocations.
+        """POST ``body`` to /invocations (``target_model``: to that model of a multi-model
+        endpoint, by its route and the ``X-Amzn-SageMaker-Target-Model`` header).
 
         ``bytes`` and ``str`` are sent as they are; a numpy array as NPY; anything else as
         JSON. ``content_type`` defaults to what the body was encoded as.
         """
         data, guessed = encode_body(body, content_type)
         sent = {"Content-Type": content_type or guessed}
+        if target_model is not None:
+            from eikit.local_models import invoke_path
+
+            path = invoke_path(target_model)
+            sent["X-Amzn-SageMaker-Target-Model"] = target_model
         if accept:
             sent["Accept"] = accept
         sent.update(headers or {})
@@ -147,6 +164,26 @@ class Endpoint:
                 return Response(reply.status, dict(reply.headers), reply.read())
         except urllib.error.HTTPError as error:
             return Response(error.code, dict(error.headers), error.read())
+
+    def load_model(self, name: str, url: Optional[str] = None) -> Response:
+        """Multi-model: load model ``name`` (of the folder, or from ``url``)."""
+        location = url or self.model_urls.get(name)
+        if location is None:
+            raise EndpointError("no model %r in the folder and no url given" % name)
+        body = json.dumps({"model_name": name, "url": location}).encode()
+        headers = {"Content-Type": "application/json"}
+        return self.request("POST", "/models", body, headers, timeout=600)
+
+    def unload_model(self, name: str) -> Response:
+        from eikit.local_models import model_path
+
+        return self.request("DELETE", model_path(name), timeout=600)
+
+    def models(self) -> List[str]:
+        """Multi-model: the names of the loaded models."""
+        from eikit.local_models import ModelsClient
+
+        return ModelsClient(self.url).names()
 
     def logs(self) -> str:
         """The server's log so far (kept after it stops)."""
@@ -185,15 +222,40 @@ def start_endpoint(
     *,
     startup_timeout: float = STARTUP_TIMEOUT_S,
     wait: bool = True,
+    multi_model: bool = False,
 ) -> Endpoint:
     """Start a server for ``model_dir`` (and ``code_dir``): a process, or ``image``'s container.
 
     With ``wait`` (the default) it returns once /ping answers 200 and raises
     ``EndpointError`` (with the log tail) if the server exits or time runs out first.
+    ``multi_model``: ``model_dir`` is a folder of models, each loaded once /ping answers
+    (``EndpointError`` if one does not load).
     """
+    if multi_model:
+        if code_dir is not None:
+            raise EndpointError("code_dir is for one model: each model brings its own code/")
+        env = dict(env or {}, SAGEMAKER_MULTI_MODEL="true")
     if image:
-        return _start_container(image, model_dir, code_dir, env, startup_timeout, wait)
-    return _start_process(model_dir, code_dir, env, startup_timeout, wait)
+        endpoint = _start_container(
+            image, model_dir, code_dir, env, startup_timeout, wait, multi_model
+        )
+    else:
+        endpoint = _start_process(model_dir, code_dir, env, startup_timeout, wait, multi_model)
+    if multi_model and wait:
+        _load_models(endpoint)
+    return endpoint
+
+
+def _load_models(endpoint: Endpoint) -> None:
+    from eikit.local_models import ModelsClient, load_all
+
+    failed = load_all(ModelsClient(endpoint.url), endpoint.model_urls, logger.info)
+    if failed:
+        endpoint.stop()
+        problems = "; ".join("%s: %s" % item for item in sorted(failed.items()))
+        raise EndpointError(
+            "models did not load: %s\n--- server log ---\n%s" % (problems, _tail(endpoint.logs()))
+        )
 
 
 def _start_process(
@@ -202,8 +264,10 @@ def _start_process(
     env: Optional[Mapping[str, str]],
     startup_timeout: float,
     wait: bool,
+    multi_model: bool = False,
 ) -> Endpoint:
     from eikit.local import ServerProcess, layout_model_tree
+    from eikit.local_models import collect_models
 
     work = Path(tempfile.mkdtemp(prefix="eikit-endpoint-"))
     log_path = work / "server.log"
@@ -226,16 +290,22 @@ def _start_process(
             shutil.rmtree(str(work), ignore_errors=True)
         return code
 
+    urls: Dict[str, str] = {}
     try:
-        base = layout_model_tree(
-            Path(model_dir), Path(code_dir) if code_dir is not None else None, work / "opt-ml"
-        )
+        if multi_model:
+            base = work / "opt-ml"
+            base.mkdir()
+            urls = {n: str(p) for n, p in collect_models(Path(model_dir), work).items()}
+        else:
+            base = layout_model_tree(
+                Path(model_dir), Path(code_dir) if code_dir is not None else None, work / "opt-ml"
+            )
         server = ServerProcess(base, env=dict(env or {}))
         server.start(stdout=log_file)
     except BaseException:
         stop()
         raise
-    endpoint = Endpoint(server.url, "process", stop, logs, process=server)
+    endpoint = Endpoint(server.url, "process", stop, logs, process=server, model_urls=urls)
     if wait:
         problem = _wait_process(server, startup_timeout)
         if problem:
@@ -272,24 +342,38 @@ def _start_container(
     env: Optional[Mapping[str, str]],
     startup_timeout: float,
     wait: bool,
+    multi_model: bool = False,
 ) -> Endpoint:
     from eikit.images.container import ContainerEndpoint, ContainerError
     from eikit.local import free_port
+    from eikit.local_models import collect_models, container_mounts
 
+    mounts: List[Dict[str, Any]] = []
+    urls: Dict[str, str] = {}
+    scratch = Path(tempfile.mkdtemp(prefix="eikit-models-"))  # archives extracted here
+    if multi_model:
+        mounts, urls = container_mounts(collect_models(Path(model_dir), scratch))
     container = ContainerEndpoint(
         image,
-        model_dir,
+        None if multi_model else model_dir,
         code_dir,
         env=env,
         port=free_port("127.0.0.1"),
         startup_timeout=startup_timeout,
         log_sink=lambda line: logger.debug("[container] %s", line),
+        mounts=mounts,
     )
     try:
         container.start()
     except ContainerError as exc:
         raise EndpointError(str(exc)) from None
-    endpoint = Endpoint(container.url, "container", container.stop, container.logs)
+
+    def stop() -> Optional[int]:
+        code = container.stop()
+        shutil.rmtree(str(scratch), ignore_errors=True)
+        return code
+
+    endpoint = Endpoint(container.url, "container", stop, container.logs, model_urls=urls)
     endpoint.container = container
     if wait:
         try:
@@ -333,6 +417,7 @@ class EndpointFactory:
         *,
         startup_timeout: float = STARTUP_TIMEOUT_S,
         wait: bool = True,
+        multi_model: bool = False,
     ) -> Endpoint:
         endpoint = start_endpoint(
             model_dir,
@@ -341,6 +426,7 @@ class EndpointFactory:
             env,
             startup_timeout=startup_timeout,
             wait=wait,
+            multi_model=multi_model,
         )
         self.started.append(endpoint)
         return endpoint

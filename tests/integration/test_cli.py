@@ -131,3 +131,55 @@ def test_local_with_a_missing_model_dir_is_a_clear_error(tmp_path):
         timeout=60,
     )
     assert out.returncode == 2 and "does not exist" in out.stderr
+
+
+def test_local_multi_model_loads_every_model_and_invoke_targets_one(tmp_path):
+    models = tmp_path / "models"
+    folder = models / "by-folder"
+    folder.mkdir(parents=True)
+    save_linear_model(folder / "model.pt")
+    packed = tmp_path / "packed"
+    (packed / "code").mkdir(parents=True)
+    save_linear_model(packed / "model.pt")
+    (packed / "code" / "inference.py").write_text(
+        "def output_fn(prediction, accept):\n    return 'from the archive'\n"
+    )
+    with tarfile.open(models / "from.archive.tar.gz", "w:gz") as tar:
+        tar.add(packed, arcname=".")
+    port = free_port()
+    env = dict(
+        os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"), SAGEMAKER_MODEL_SERVER_WORKERS="1"
+    )
+    command = [_console_script("eikit"), "local", "--multi-model", "--model-dir", str(models)]
+    server = subprocess.Popen(
+        [*command, "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = "http://127.0.0.1:%d" % port
+        assert wait_for_ping(url, time.monotonic() + 120, server) == 200
+        assert server.stderr is not None
+        for line in server.stderr:  # the loader reports each model, then a summary
+            if "model(s) loaded" in line:
+                assert line.startswith("eikit: 2 of 2 model(s) loaded"), line
+                break
+
+        def invoke(*extra):
+            command = [_console_script("eikit"), "invoke", "--json", "[[1,2,3,4]]", "--url", url]
+            return subprocess.run([*command, *extra], capture_output=True, text=True, timeout=60)
+
+        folder_answer = invoke("--target-model", "by-folder")
+        assert folder_answer.returncode == 0, folder_answer.stderr
+        assert json.loads(folder_answer.stdout) == expected([[1, 2, 3, 4]])
+        archive_answer = invoke("--target-model", "from.archive")
+        assert archive_answer.stdout.strip() == "from the archive"
+        missing = invoke("--target-model", "nobody")
+        assert missing.returncode == 1 and "HTTP 404" in missing.stderr
+        untargeted = invoke()
+        assert untargeted.returncode == 1 and "X-Amzn-SageMaker-Target-Model" in untargeted.stdout
+    finally:
+        server.send_signal(signal.SIGINT)
+        assert server.wait(30) == 0

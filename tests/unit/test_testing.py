@@ -100,3 +100,31 @@ def test_json_helper_roundtrip(eikit_endpoint, script_model: Path) -> None:
         "POST", "/invocations", json.dumps({"x": 1}).encode(), {"Content-Type": "application/json"}
     )
     assert answer.json() == {"y": 2}
+
+
+@serves
+def test_fixture_serves_a_folder_of_models(eikit_endpoint, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    for name, scale in (("double", 2), ("triple", 3)):
+        code = models / name / "code"
+        code.mkdir(parents=True)
+        (code / "inference.py").write_text(SCRIPT.replace('"scale": 2', '"scale": %d' % scale))
+    endpoint = eikit_endpoint(models, multi_model=True, env={"SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
+    assert sorted(endpoint.models()) == ["double", "triple"]
+    assert endpoint.invoke({"x": 7}, target_model="double").json() == {"y": 14}
+    assert endpoint.invoke({"x": 7}, target_model="triple").json() == {"y": 21}
+    assert endpoint.unload_model("double").status == 200
+    assert endpoint.invoke({"x": 7}, target_model="double").status == 404
+    assert endpoint.load_model("double").status == 200  # by name: the folder's model
+    assert endpoint.invoke({"x": 1}, target_model="double").json() == {"y": 2}
+
+
+@serves
+def test_a_folder_of_models_that_does_not_load_raises_with_its_log(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    (models / "broken" / "code").mkdir(parents=True)
+    (models / "broken" / "code" / "inference.py").write_text(
+        "def model_fn(model_dir):\n    raise ValueError('no weights on purpose')\n"
+    )
+    with pytest.raises(EndpointError, match="no weights on purpose"):
+        start_endpoint(models, multi_model=True, startup_timeout=60)

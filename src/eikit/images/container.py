@@ -135,11 +135,12 @@ class ContainerEndpoint:
     def __init__(
         self,
         image: str,
-        model_dir: PathLike,
+        model_dir: Optional[PathLike],
         code_dir: Optional[PathLike] = None,
         env: Optional[Mapping[str, str]] = None,
         port: int = 8080,
         *,
+        mounts: Optional[List[Dict[str, Any]]] = None,
         command: Optional[List[str]] = None,
         bind_host: str = "127.0.0.1",
         startup_timeout: float = STARTUP_TIMEOUT_S,
@@ -148,7 +149,9 @@ class ContainerEndpoint:
         name: Optional[str] = None,
     ) -> None:
         self.image = image
-        self.model_dir = Path(model_dir)
+        # None: no /opt/ml/model (a multi-model endpoint, whose models come in ``mounts``)
+        self.model_dir = Path(model_dir) if model_dir is not None else None
+        self.mounts = list(mounts or [])
         self.code_dir = Path(code_dir) if code_dir is not None else None
         self.env = dict(env or {})
         self.port = port
@@ -218,13 +221,17 @@ class ContainerEndpoint:
         # The model is mounted under /opt/ml whatever the host's settings say.
         environment["SAGEMAKER_BASE_DIR"] = "/opt/ml"
         environment.setdefault("EIKIT_HOST", self.bind_host)
-        model_dir = self._model_source()
+        mounts = list(self.mounts)
+        model_dir = None
+        if self.model_dir is not None:
+            model_dir = self._model_source()
+            mounts += model_mounts(model_dir, self.code_dir, self._scratch() / "model")
         try:
             container = self._client.containers.create(
                 self.image,
                 command=self.command,
                 environment=environment,
-                mounts=model_mounts(model_dir, self.code_dir, self._scratch() / "model"),
+                mounts=mounts,
                 network_mode="host",
                 name=self.name,
                 labels={"eikit.local": "true"},
@@ -240,7 +247,7 @@ class ContainerEndpoint:
             "started container %s from %s (model %s, port %d)",
             container.short_id,
             self.image,
-            model_dir,
+            model_dir or "%d mounted models" % len(self.mounts),
             self.port,
         )
         try:
@@ -398,6 +405,7 @@ class ContainerEndpoint:
         return self._short or "container"
 
     def _model_source(self) -> Path:
+        assert self.model_dir is not None
         """The model folder, or a ``model.tar.gz`` extracted into a temporary folder."""
         if self.model_dir.is_dir() or not self.model_dir.exists():
             return self.model_dir
@@ -414,7 +422,7 @@ class ContainerEndpoint:
 
 def serve_container(
     image: str,
-    model_dir: PathLike,
+    model_dir: Optional[PathLike],
     code_dir: Optional[PathLike] = None,
     env: Optional[Mapping[str, str]] = None,
     port: int = 8080,
@@ -422,6 +430,8 @@ def serve_container(
     startup_timeout: float = STARTUP_TIMEOUT_S,
     stop_timeout: int = STOP_TIMEOUT_S,
     environ: Optional[Mapping[str, str]] = None,
+    mounts: Optional[List[Dict[str, Any]]] = None,
+    on_ready: Optional[Callable[[str], None]] = None,
 ) -> int:
     """``eikit local --image``: serve until the container exits or Ctrl-C; the exit code.
 
@@ -439,12 +449,15 @@ def serve_container(
         startup_timeout=startup_timeout,
         stop_timeout=stop_timeout,
         log_sink=_to_stderr,
+        mounts=mounts,
     )
     restore = _sigterm_as_interrupt()
     try:
         endpoint.start()
         endpoint.wait_ready()
         _to_stderr("eikit: %s serving at %s; Ctrl-C stops it" % (image, endpoint.url))
+        if on_ready is not None:
+            on_ready(endpoint.url)
         code = endpoint.wait()
         if code != 0:
             logger.error("container exited with code %d", code)
