@@ -60,8 +60,8 @@ def test_labels_and_default_command(engine: Any, pytorch_cpu_image: str) -> None
     config = engine.inspect_image(pytorch_cpu_image)["Config"]
     labels = config["Labels"]
     assert labels["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"] == "true"
-    # not claimed until the server serves the multi-model API
-    assert "com.amazonaws.sagemaker.capabilities.multi-models" not in labels
+    # claimed because the runtime serves the multi-model API (test below)
+    assert labels["com.amazonaws.sagemaker.capabilities.multi-models"] == "true"
     assert config["Cmd"] == ["serve"]
 
 
@@ -240,3 +240,33 @@ def test_eikit_local_image_serves_until_ctrl_c(
         if "SAGEMAKER_BIND_TO_PORT=%d" % port in engine.inspect_container(c["Id"])["Config"]["Env"]
     ]
     assert left == []
+
+
+def test_multi_model_mode_serves_a_folder_of_models(
+    eikit_endpoint: Any,
+    pytorch_cpu_image: str,
+    plain_model: Path,
+    scripted_model: Dict[str, Path],
+    lean_env: Env,
+    tmp_path: Path,
+) -> None:
+    """SAGEMAKER_MULTI_MODEL=true in the image: models mounted as SageMaker mounts them under
+    /opt/ml/models, loaded through POST /models, invoked by name, unloaded."""
+    import shutil
+
+    models = tmp_path / "models"
+    shutil.copytree(str(plain_model), str(models / "plain"))
+    shutil.copytree(str(scripted_model["model"]), str(models / "customer-7"))
+    shutil.copytree(str(scripted_model["code"]), str(models / "customer-7" / "code"))
+    endpoint = eikit_endpoint(models, image=pytorch_cpu_image, env=lean_env, multi_model=True)
+    assert sorted(endpoint.models()) == ["customer-7", "plain"]
+    plain = endpoint.invoke([[1.0, 2.0, 3.0, 4.0]], target_model="plain")
+    assert plain.status == 200, plain.text
+    assert plain.json() == expected([[1.0, 2.0, 3.0, 4.0]])
+    scripted = endpoint.invoke({"instances": [[1.0, 2.0, 3.0, 4.0]]}, target_model="customer-7")
+    assert scripted.status == 200, scripted.text
+    assert scripted.json()["model_dir"].startswith("/opt/ml/models/")  # its own code ran
+    assert scripted.json()["model_dir_writable"] is False
+    assert endpoint.invoke([[1.0]], target_model="nobody").status == 404
+    assert endpoint.unload_model("plain").status == 200
+    assert endpoint.invoke([[1.0, 2.0, 3.0, 4.0]], target_model="plain").status == 404

@@ -130,13 +130,18 @@ def test_an_unknown_target_fails_the_build(framework: str) -> None:
     assert re.search(r"exit 1 ;; esac", os_run)
 
 
+# Runtimes whose images pass the multi-model container test.
+MULTI_MODEL_FRAMEWORKS = ("pytorch",)
+
+
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_the_image_is_a_sagemaker_serving_image(framework: str) -> None:
     final = stage(dockerfile(framework), None)
     joined = "\n".join(final)
     assert "com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true" in joined
-    # Not until the server serves the multi-model API: SageMaker would trust the label.
-    assert "capabilities.multi-models" not in joined
+    # Only where the runtime serves the multi-model API: SageMaker trusts the label.
+    claims = "com.amazonaws.sagemaker.capabilities.multi-models=true" in joined
+    assert claims == (framework in MULTI_MODEL_FRAMEWORKS)
     assert "EXPOSE 8080" in final
     assert "EIKIT_FRAMEWORK=%s" % framework in joined
     assert "PATH=/opt/eikit/venv/bin:" in joined

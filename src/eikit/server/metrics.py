@@ -154,4 +154,7 @@ GAUGE_HELP = {
     "inflight": "Requests sent to workers and not yet answered.",
     "workers_ready": "Workers holding a loaded model.",
     "workers": "Workers the pool keeps.",
+    "models_loaded": "Multi-model: models loaded and serving.",
+    "models_memory_bytes": "Multi-model: memory the loaded models' workers hold (PSS).",
+    "models_evicted": "Multi-model: models unloaded to make room since the server started.",
 }
