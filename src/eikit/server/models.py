@@ -122,7 +122,7 @@ class ModelRegistry:
         self._sizes: OrderedDict[str, int] = OrderedDict()
         self._admission = asyncio.Lock()
         self._loads = 0
-        self._work = Path(tempfile.mkdtemp(prefix="eikit-models-"))
+        self._work_dir: Optional[Path] = None  # models' packages, made at the first load
         log.info(
             "multi-model endpoint: %d worker(s) per model, memory for models %s, at most %s",
             self.workers,
@@ -131,6 +131,11 @@ class ModelRegistry:
         )
 
     # --- reading -------------------------------------------------------------
+
+    def _work(self) -> Path:
+        if self._work_dir is None:
+            self._work_dir = Path(tempfile.mkdtemp(prefix="eikit-models-"))
+        return self._work_dir
 
     def used(self) -> int:
         return sum(model.memory + model.reserved for model in self.models.values())
@@ -397,7 +402,8 @@ class ModelRegistry:
     async def stop(self) -> None:
         models = list(self.models.values())
         await asyncio.gather(*(self._discard(model) for model in models), return_exceptions=True)
-        shutil.rmtree(str(self._work), ignore_errors=True)
+        if self._work_dir is not None:
+            shutil.rmtree(str(self._work_dir), ignore_errors=True)
 
 
 def _shown(name: str) -> str:
