@@ -213,9 +213,8 @@ class ModelRegistry:
                 )
             estimate = self._estimate(name, path)
             await self._make_room(estimate, "load %s" % _shown(name))
-            packages = (
-                self._work / hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
-            )
+            digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
+            packages = self._work() / digest  # never the name itself: names are not paths
             pool = WorkerPool(
                 self.settings,
                 self.runtime_name,
