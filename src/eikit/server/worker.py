@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -63,9 +64,11 @@ def load_pipeline(
     settings: Settings, runtime_name: str, chain: List[ProbeResult], index: int
 ) -> Pipeline:
     """Import the user script, then load the model on the first device in ``chain`` that works."""
+    runtime = find_runtime(runtime_name)
+    for key, value in runtime.worker_environment(chain[0], settings, index).items():
+        os.environ.setdefault(key, value)  # before the script imports the framework
     prepare_path(settings.code_dir, settings.requirements_target)
     hooks = load_user_hooks(settings.code_dir, settings.program)
-    runtime = find_runtime(runtime_name)
     for position, accelerator in enumerate(chain):
         try:
             session = runtime.session(accelerator, settings, index)
