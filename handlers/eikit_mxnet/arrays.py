@@ -15,6 +15,7 @@ Those are the client's (400, naming the shapes); anything else stays the server'
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any, List, Optional, Sequence
 
 import numpy as np
@@ -52,10 +53,14 @@ def to_ndarray(mx: Any, value: Any, what: str = "input") -> Any:
     if isinstance(value, mx.nd.NDArray):
         return value
     if isinstance(value, (*_TEXT_TYPES, np.generic)):
-        try:
-            value = np.asarray(value)
-        except ValueError as exc:  # ragged nesting
-            raise BadRequest("%s is not a rectangular array: %s" % (what, exc)) from exc
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy < 1.24 warns on ragged lists
+            try:
+                value = np.asarray(value)
+            except ValueError as exc:  # ragged nesting, numpy >= 1.24
+                raise BadRequest("%s is not a rectangular array: %s" % (what, exc)) from exc
+        if value.dtype.hasobject:
+            raise BadRequest("%s is not a rectangular array of numbers" % what)
     if not isinstance(value, np.ndarray):
         raise BadRequest(
             "the default predict_fn cannot take %s as %s; define input_fn to turn the request "

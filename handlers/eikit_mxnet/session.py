@@ -131,17 +131,19 @@ class MXNetSession(ModelSession):
         return placed
 
     def _place_block(self, block: Any) -> None:
+        """Its parameters on this context (copied once, also where they already are: an
+        EI context compares equal to the CPU one it runs beside)."""
         params = block.collect_params()
         try:
-            on = {ctx for param in params.values() for ctx in param.list_ctx()}
+            for param in params.values():
+                param.list_ctx()
         except RuntimeError as exc:  # parameters never initialized
             raise ConfigurationError(
                 "model_fn returned a Gluon block whose parameters are not initialized: call "
                 "net.initialize() or net.load_parameters(...) before returning it (%s)" % exc
             ) from exc
-        if on and on != {self.ctx}:
+        if params:
             params.reset_ctx(self.ctx)
-            log.info("moved the Gluon block model_fn returned to %s", self.ctx)
 
     # --- input_fn ---
     def input_fn(self, input_data: Union[bytes, str], content_type: str) -> Any:
@@ -169,7 +171,7 @@ class MXNetSession(ModelSession):
             return data
         try:
             return data.reshape(target)
-        except self.mx.base.MXNetError as exc:
+        except (self.mx.base.MXNetError, ValueError) as exc:
             raise BadRequest(
                 "CSV of shape %s does not reshape to the model's input %s"
                 % (list(data.shape), list(target))
