@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import mxnet as mx
+
 from tests.frameworks import BIAS, WEIGHT, mxnet_linear_module, save_mxnet_linear
 
 __all__ = ["gluon_dense", "mxnet_linear_module", "save_gluon_linear", "save_mxnet_linear"]

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
+import mxnet as mx
 import pytest
 
-import mxnet as mx
 from eikit.accelerators import ProbeResult, detect
 from eikit.settings import Settings
 from eikit_mxnet import MXNetRuntime

@@ -6,10 +6,10 @@ from __future__ import annotations
 import io
 import json
 
+import mxnet as mx
 import numpy as np
 import pytest
 
-import mxnet as mx
 from eikit import codecs
 from eikit.accelerators import ProbeResult
 from eikit.context import Context

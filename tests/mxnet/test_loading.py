@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
+import mxnet as mx
 import numpy as np
 import pytest
 
-import mxnet as mx
 from eikit.accelerators import ProbeResult
 from eikit.errors import ConfigurationError
 from eikit_mxnet.loading import find_model_files, read_data_shapes

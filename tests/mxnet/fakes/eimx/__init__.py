@@ -26,6 +26,8 @@ class EiaContext(mx.Context):
     def __repr__(self) -> str:
         return "eia(%d)" % self.eia_id
 
+    __str__ = __repr__
+
 
 def eia(device_id: int = 0) -> mx.Context:
     calls.append(device_id)
