@@ -208,9 +208,13 @@ class MXNetSession(ModelSession):
             outputs = [out.copy() for out in module.get_outputs()]
             return outputs[0] if len(outputs) == 1 else outputs
 
-        return self._run(module, inputs, forward)
+        takes = ", ".join(
+            "%s [batch, %s]" % (desc.name, ", ".join(str(n) for n in desc.shape[1:]))
+            for desc in module.data_shapes
+        )
+        return self._run(module, inputs, forward, " (the model takes %s)" % takes)
 
-    def _run(self, model: Any, inputs: List[Any], call: Any) -> Any:
+    def _run(self, model: Any, inputs: List[Any], call: Any, takes: str = "") -> Any:
         placed = [self.to_device(array) for array in inputs]
         empty = empty_request(placed)
         if empty is not None:
@@ -221,7 +225,7 @@ class MXNetSession(ModelSession):
             refused = refusal(self.mx, exc, placed)
             if refused is None:
                 raise
-            raise refused from exc
+            raise BadRequest(str(refused) + takes) from exc
 
     # --- output_fn ---
     def to_wire(self, prediction: Any) -> Any:

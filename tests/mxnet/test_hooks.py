@@ -151,6 +151,8 @@ def test_requests_the_model_cannot_take_are_400(session, data, message, kind):
         session.predict_fn(session.to_input(codecs.decode_json(json.dumps(data).encode())), model)
     assert message in str(raised.value)
     assert "Traceback" not in str(raised.value)
+    if kind == "module" and "cannot take" in message:
+        assert str(raised.value).endswith("(the model takes data [batch, 4])")
     # and the model still serves
     assert session.predict_fn(mx.nd.array(ROWS), model).asnumpy().tolist() == expected(ROWS)
 
