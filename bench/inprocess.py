@@ -110,10 +110,18 @@ def _child(argv: List[str]) -> int:
     p.add_argument("--seconds", type=float, required=True)
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--framework", default="torch", choices=["torch", "mxnet"])
     a = p.parse_args(argv)
     # Self-destruct if the parent never says go or the loop somehow overruns.
     signal.alarm(int(a.seconds + a.warmup + 300))
-    handle = make_handler(load_model(a.model, a.threads), a.content_type)
+    if a.framework == "mxnet":
+        import mxnet_bench  # beside this file: sys.path[0] when run as a script
+
+        handle = mxnet_bench.make_handler(
+            mxnet_bench.load_model(a.model, a.threads), a.content_type
+        )
+    else:
+        handle = make_handler(load_model(a.model, a.threads), a.content_type)
     body = Path(a.body).read_bytes()
     out = handle(body)
     json.loads(out)  # sanity
@@ -139,6 +147,7 @@ def run_parallel(
     threads: int = 1,
     python: str | None = None,
     machine_snapshot: Callable[[], Dict[str, float]] | None = None,
+    framework: str = "torch",
 ) -> Dict[str, Any]:
     """Run ``processes`` copies of the loop at the same time; aggregate req/s and latency."""
     cmd = [
@@ -156,6 +165,8 @@ def run_parallel(
         str(warmup),
         "--threads",
         str(threads),
+        "--framework",
+        framework,
     ]
     env = dict(os.environ)
     env.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")

@@ -103,6 +103,7 @@ class ModelSpec:
     output_shape: Tuple[int, ...]
     content_type: str
     accept: str = JSON
+    framework: str = "torch"  # "mxnet": built and run by the mxnet environment (mxnet_bench.py)
 
 
 MODELS: Dict[str, ModelSpec] = {
@@ -121,6 +122,16 @@ MODELS: Dict[str, ModelSpec] = {
         input_shape=(1, 3, 224, 224),
         output_shape=(1, 1000),
         content_type=NPY,
+    ),
+    "mxnet-resnet18": ModelSpec(
+        name="mxnet-resnet18",
+        description="MXNet ResNet-18 v1 (gluon model zoo, random weights, Gluon export), "
+        "1x3x224x224 float32 NPY in, JSON out",
+        build=ResNet18,  # unused: mxnet_bench.py builds it
+        input_shape=(1, 3, 224, 224),
+        output_shape=(1, 1000),
+        content_type=NPY,
+        framework="mxnet",
     ),
 }
 

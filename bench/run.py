@@ -69,6 +69,11 @@ def parse_args(argv: List[str] | None = None) -> argparse.Namespace:
     p.add_argument("--wrk", default="wrk", help="wrk executable")
     p.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (<= concurrency)")
     p.add_argument("--serve-cmd", default=None, help="server command (default: venv's serve)")
+    p.add_argument(
+        "--mxnet-python",
+        default=str(REPO / ".nox" / "mxnet" / "bin" / "python"),
+        help="interpreter with mxnet and eikit (nox -s mxnet) for mxnet-* models",
+    )
     p.add_argument("--ready-timeout", type=float, default=120.0, help="max wait for /ping 200")
     p.add_argument("--no-inprocess", action="store_true", help="skip the in-process baseline")
     p.add_argument("--no-server", action="store_true", help="skip the server (baseline only)")
@@ -320,19 +325,31 @@ def cpu_accounting(
 
 # ------------------------------------------------------------------------------- one model
 
+MXNET_BENCH = Path(__file__).resolve().parent / "mxnet_bench.py"
+
+
+def _size_mb(path: Path) -> float:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files) / 1e6
+
 
 def bench_model(
     spec: models.ModelSpec, a: argparse.Namespace, work: Path, wrk: str | None
 ) -> Dict[str, Any]:
     base = work / spec.name
-    model_path = models.save_torchscript(spec, base / "model" / "model.pt")
     body = models.request_body(spec)
     body_path = base / "request.bin"
+    mxnet = spec.framework == "mxnet"
+    if mxnet:  # built, run in-process and served by the mxnet environment
+        model_path = base / "model"
+        subprocess.run([a.mxnet_python, str(MXNET_BENCH), "save", str(model_path)], check=True)
+    else:
+        model_path = models.save_torchscript(spec, base / "model" / "model.pt")
     body_path.write_bytes(body)
     script = base / "wrk.lua"
     script.write_text(load.lua_script(body_path, spec.content_type, spec.accept))
     log(
-        f"{spec.name}: {spec.description}; model.pt {model_path.stat().st_size / 1e6:.2f} MB, "
+        f"{spec.name}: {spec.description}; model {_size_mb(model_path):.2f} MB, "
         f"request {len(body):,} bytes"
     )
     result: Dict[str, Any] = {
@@ -356,6 +373,8 @@ def bench_model(
             warmup=a.warmup,
             threads=a.threads,
             machine_snapshot=machine_cpu,
+            python=a.mxnet_python if mxnet else None,
+            framework=spec.framework,
         )
         ip.update(
             other_load(ip.pop("machine_before", {}), ip.pop("machine_after", {}), ip["cpu_s"])
@@ -372,14 +391,20 @@ def bench_model(
         return result
 
     # Reference answer for the correctness check, computed here the in-process way.
-    want = inprocess.make_handler(inprocess.load_model(str(model_path)), spec.content_type)(body)
+    if mxnet:
+        answer = [a.mxnet_python, str(MXNET_BENCH), "answer", str(model_path), str(body_path)]
+        want = subprocess.run(answer + [spec.content_type], check=True, capture_output=True).stdout
+    else:
+        handler = inprocess.make_handler(inprocess.load_model(str(model_path)), spec.content_type)
+        want = handler(body)
     s = srv.Server(
         base,
         workers=a.workers,
         threads=a.threads,
-        serve_cmd=a.serve_cmd,
+        serve_cmd=str(Path(a.mxnet_python).parent / "serve") if mxnet else a.serve_cmd,
         log_path=base / "server.log",
         ready_timeout=a.ready_timeout,
+        extra_env={"EIKIT_FRAMEWORK": "mxnet"} if mxnet else None,
     )
     info: Dict[str, Any] = {"log": str(base / "server.log")}
     result["server"] = info

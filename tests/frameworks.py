@@ -50,11 +50,39 @@ def save_torch_linear(model_dir: Path) -> None:
     torch.jit.script(layer.eval()).save(str(model_dir / "model.pt"))
 
 
+def mxnet_linear_module(context: Any = None) -> Any:
+    """The linear model as an MXNet Module bound for inference with batch size 1."""
+    import mxnet as mx
+
+    data = mx.sym.var("data")
+    symbol = mx.sym.FullyConnected(data, num_hidden=2, name="fc")
+    module = mx.mod.Module(
+        symbol, data_names=["data"], label_names=None, context=context or mx.cpu()
+    )
+    module.bind(data_shapes=[("data", (1, 4))], for_training=False)
+    module.set_params({"fc_weight": mx.nd.array(WEIGHT), "fc_bias": mx.nd.array(BIAS)}, {})
+    return module
+
+
+def save_mxnet_linear(model_dir: Path) -> None:
+    """A Module checkpoint as AWS's MXNet toolkit loads it: model-symbol.json,
+    model-0000.params and model-shapes.json."""
+    mxnet_linear_module().save_checkpoint(str(model_dir / "model"), 0)
+    (model_dir / "model-shapes.json").write_text(json.dumps([{"name": "data", "shape": [1, 4]}]))
+
+
 FRAMEWORKS: Dict[str, Framework] = {
     "pytorch": Framework(
         "pytorch",
         "torch",
         save_torch_linear,
+        lambda rows: json.dumps(rows).encode(),
+        lambda answer: answer,
+    ),
+    "mxnet": Framework(
+        "mxnet",
+        "mxnet",
+        save_mxnet_linear,
         lambda rows: json.dumps(rows).encode(),
         lambda answer: answer,
     ),

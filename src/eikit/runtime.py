@@ -127,6 +127,10 @@ class ModelSession(ABC):
 class Runtime(ABC):
     name = ""
     install_hint = ""
+    # The framework's top-level module (``"mxnet"``). Only looked for, never imported: with
+    # EIKIT_FRAMEWORK unset and several runtimes installed, those whose framework is missing
+    # are left out of the choice. None: always a candidate.
+    framework_module: Optional[str] = None
 
     @abstractmethod
     def probes(self, settings: Settings) -> Dict[str, Probe]:
@@ -135,6 +139,13 @@ class Runtime(ABC):
     @abstractmethod
     def session(self, accelerator: ProbeResult, settings: Settings, worker: int) -> ModelSession:
         """Open the framework on ``accelerator`` for worker number ``worker``."""
+
+    def worker_environment(
+        self, accelerator: ProbeResult, settings: Settings, worker: int
+    ) -> Dict[str, str]:
+        """Environment variables a worker sets, where the user has not, before it imports
+        the inference script (which may import the framework, reading them)."""
+        return {}
 
     def default_workers(self, accelerator: ProbeResult) -> int:
         if accelerator.kind == "cpu":
@@ -177,15 +188,34 @@ def available_runtimes() -> List[str]:
     return sorted({ep.name for ep in _entry_points()})
 
 
+def _framework_installed(entry_point: Any) -> bool:
+    """Whether the framework of the runtime behind ``entry_point`` can be imported here."""
+    import importlib.util
+
+    try:
+        module = getattr(entry_point.load(), "framework_module", None)
+    except Exception:  # a runtime that does not import is nobody's choice
+        return False
+    if not module:
+        return True
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def find_runtime(name: Optional[str]) -> Runtime:
     """The runtime called ``name``, or the only one installed when ``name`` is None."""
     eps = {ep.name: ep for ep in _entry_points()}
     if name is None:
-        if len(eps) != 1:
+        names = sorted(eps)
+        if len(names) > 1:
+            names = [each for each in names if _framework_installed(eps[each])]
+        if len(names) != 1:
             raise ConfigurationError(
                 "set EIKIT_FRAMEWORK to one of: %s" % (", ".join(sorted(eps)) or "(none installed)")
             )
-        name = next(iter(eps))
+        name = names[0]
     if name not in eps:
         raise ConfigurationError(
             "no eikit runtime %r (installed: %s)" % (name, ", ".join(sorted(eps)) or "none")

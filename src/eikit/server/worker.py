@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -76,9 +77,11 @@ def load_pipeline(
     ``index % count``)."""
     model_dir = model_dir or settings.model_dir
     code_dir = model_dir / "code"
+    runtime = find_runtime(runtime_name)
+    for key, value in runtime.worker_environment(chain[0], settings, index).items():
+        os.environ.setdefault(key, value)  # before the script imports the framework
     prepare_path(code_dir, packages or settings.requirements_target)
     hooks = load_user_hooks(code_dir, settings.program)
-    runtime = find_runtime(runtime_name)
     for position, accelerator in enumerate(chain):
         try:
             session = runtime.session(accelerator, settings, index)

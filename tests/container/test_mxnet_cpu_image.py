@@ -1,0 +1,160 @@
+"""The mxnet cpu image, built offline and run as SageMaker runs it: /opt/ml/model mounted,
+`serve`, host network. The models are made by the image's own mxnet (this environment has
+none): a Module checkpoint served by the default hooks, and a Gluon export behind a script
+written for AWS's EI container (``mx.eia()`` in model_fn)."""
+
+from __future__ import annotations
+
+import io
+import os
+import textwrap
+from pathlib import Path
+from typing import Any, Dict
+
+import numpy as np
+import pytest
+
+from eikit.images.build import build_image
+from eikit.images.matrix import image_spec
+from tests.container.conftest import BASE_IMAGE, ROOT, TIMINGS, WHEELHOUSE, _has_image, _run_script
+
+pytestmark = pytest.mark.container
+TEST_TAG = "eikit-test:mxnet-cpu"
+PREBUILT = os.environ.get("EIKIT_CONTAINER_TEST_MXNET_IMAGE")
+ROWS = [[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]]
+EXPECTED = [[1.0, 9.5], [5.0, 21.5]]  # y = [x0, x1 + x2 + x3 + 0.5]
+
+MAKE_MODELS = """
+import json, mxnet as mx
+W = mx.nd.array([[1, 0, 0, 0], [0, 1, 1, 1]]); B = mx.nd.array([0, 0.5])
+fc = mx.sym.FullyConnected(mx.sym.var("data"), num_hidden=2, name="fc")
+mod = mx.mod.Module(fc, data_names=["data"], label_names=None)
+mod.bind(data_shapes=[("data", (1, 4))], for_training=False)
+mod.set_params({"fc_weight": W, "fc_bias": B}, {})
+mod.save_checkpoint("/out/module/model", 0)
+json.dump([{"name": "data", "shape": [1, 4]}], open("/out/module/model-shapes.json", "w"))
+net = mx.gluon.nn.Dense(2, in_units=4); net.initialize()
+net.weight.set_data(W); net.bias.set_data(B); net.hybridize(); net(mx.nd.zeros((1, 4)))
+net.export("/out/gluon/linear", 0)
+"""
+
+EI_SCRIPT = """
+import json
+import os
+
+import mxnet as mx
+
+
+def model_fn(model_dir):
+    return mx.gluon.SymbolBlock.imports(
+        os.path.join(model_dir, "linear-symbol.json"), ["data"],
+        os.path.join(model_dir, "linear-0000.params"), ctx=mx.eia())
+
+
+def input_fn(request_body, content_type):
+    return mx.nd.array(json.loads(request_body)["instances"])
+
+
+def output_fn(prediction, accept):
+    return json.dumps({"predictions": prediction.asnumpy().tolist(),
+                       "mxnet": mx.__version__}), accept
+"""
+
+
+@pytest.fixture(scope="session")
+def mxnet_cpu_image(engine: Any) -> str:
+    """The mxnet cpu image, built offline (layers cached between sessions)."""
+    if PREBUILT:
+        if not _has_image(engine, PREBUILT):
+            pytest.fail("EIKIT_CONTAINER_TEST_MXNET_IMAGE=%s is not on the engine" % PREBUILT)
+        return PREBUILT
+    if not _has_image(engine, BASE_IMAGE):
+        if os.geteuid() != 0:
+            pytest.skip(
+                "base image %s missing: run scripts/make-base-image %s" % ((BASE_IMAGE,) * 2)
+            )
+        _run_script("make-base-image", BASE_IMAGE)
+    pins = (ROOT / "docker" / "mxnet" / "wheelhouse.txt").read_text().split("\n")
+    pins = [line.strip() for line in pins if line.strip() and not line.startswith("#")]
+    _run_script("make-wheelhouse", "--no-torch", WHEELHOUSE, *pins)
+    spec = image_spec("mxnet", "cpu", base_image=BASE_IMAGE, wheelhouse=ROOT / WHEELHOUSE)
+    result = build_image(spec, [TEST_TAG], client=engine)
+    size = engine.inspect_image(TEST_TAG)["Size"] / 1e6
+    TIMINGS.append(
+        "built %s in %.0f s (%d of %d steps cached), %.0f MB"
+        % (result.tags[0], result.seconds, result.cached_steps, result.steps, size)
+    )
+    return TEST_TAG
+
+
+def _run(engine: Any, image: str, command: list, binds: Dict[str, Any]) -> str:
+    container = engine.create_container(
+        image,
+        command=command,
+        host_config=engine.create_host_config(network_mode="host", binds=binds),
+    )
+    try:
+        engine.start(container)
+        status = engine.wait(container, timeout=300)["StatusCode"]
+        output = engine.logs(container).decode("utf-8", "replace")
+    finally:
+        engine.remove_container(container, force=True)
+    assert status == 0, output
+    return output
+
+
+@pytest.fixture(scope="session")
+def models(engine: Any, mxnet_cpu_image: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """module/ (a Module checkpoint) and gluon/ (an export), made by the image's mxnet."""
+    root = tmp_path_factory.mktemp("mxnet-models")
+    (root / "module").mkdir()
+    (root / "gluon").mkdir()
+    binds = {str(root): {"bind": "/out", "mode": "rw"}}
+    _run(engine, mxnet_cpu_image, ["python", "-c", MAKE_MODELS], binds)
+    return root
+
+
+@pytest.fixture(scope="module")
+def default_endpoint(eikit_session_endpoint: Any, mxnet_cpu_image: str, models: Path, lean_env):
+    return eikit_session_endpoint(models / "module", image=mxnet_cpu_image, env=lean_env)
+
+
+@pytest.fixture(scope="module")
+def script_endpoint(
+    eikit_session_endpoint: Any,
+    mxnet_cpu_image: str,
+    models: Path,
+    lean_env,
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    code = tmp_path_factory.mktemp("mxnet-code")
+    (code / "inference.py").write_text(textwrap.dedent(EI_SCRIPT))
+    return eikit_session_endpoint(models / "gluon", code, image=mxnet_cpu_image, env=lean_env)
+
+
+def test_labels_and_framework(engine: Any, mxnet_cpu_image: str) -> None:
+    config = engine.inspect_image(mxnet_cpu_image)["Config"]
+    assert config["Labels"]["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"] == "true"
+    assert config["Cmd"] == ["serve"]
+    assert "EIKIT_FRAMEWORK=mxnet" in config["Env"]
+
+
+def test_default_hooks_serve_a_module_checkpoint(default_endpoint: Any) -> None:
+    answer = default_endpoint.invoke(ROWS, accept="application/json")
+    assert answer.status == 200, answer.text
+    assert answer.json() == EXPECTED
+    buffer = io.BytesIO()
+    np.save(buffer, np.array(ROWS, dtype=np.float32))
+    answer = default_endpoint.invoke(buffer.getvalue(), "application/x-npy", "text/csv")
+    assert answer.status == 200 and answer.text == "1.0,9.5\n5.0,21.5\n", answer.text
+    wrong = default_endpoint.invoke([[1.0, 2.0, 3.0]])
+    assert wrong.status == 400, wrong.text
+    assert "Traceback" not in wrong.text
+    assert "loaded MXNet Module" in default_endpoint.logs()
+
+
+def test_an_ei_script_runs_unchanged_on_the_cpu_image(script_endpoint: Any) -> None:
+    answer = script_endpoint.invoke({"instances": ROWS})
+    assert answer.status == 200, answer.text
+    assert answer.json() == {"predictions": EXPECTED, "mxnet": "1.9.1"}
+    assert "the script called mx.eia(): no EI accelerator here" in script_endpoint.logs()
