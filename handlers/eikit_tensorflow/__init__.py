@@ -1,0 +1,2 @@
+"""eikit's TensorFlow runtime: SavedModels served as AWS's TensorFlow Serving container served
+them. Importing this package does not import TensorFlow; a model load does."""
