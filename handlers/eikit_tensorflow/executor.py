@@ -42,8 +42,23 @@ class Executor(ABC):
         JSON answer (``{"predictions": ...}`` / ``{"outputs": ...}`` / ``{"results": ...}``).
         """
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional, as the interface says
         """Release what the executor holds (a server process, sessions)."""
+
+    def rest_port(self) -> Optional[int]:
+        """The port of a TF Serving REST API on localhost serving these models, if this
+        executor has one (a ``tensorflow_model_server``): scripts' ``context.rest_uri``
+        then points there. None (the default): eikit serves a compatible endpoint itself."""
+        return None
+
+    def grpc_port(self) -> Optional[int]:
+        """The port of TF Serving's gRPC API for these models, if this executor has one
+        (``context.grpc_port``); None: there is none (the in-process path)."""
+        return None
+
+    def describe(self) -> str:
+        """One line for the log and ``eikit detect``: which path and why."""
+        return type(self).__name__
 
     # --- helpers both implementations share ------------------------------------
 

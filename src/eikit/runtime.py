@@ -127,6 +127,17 @@ class ModelSession(ABC):
 class Runtime(ABC):
     name = ""
     install_hint = ""
+    # The framework's module (``tensorflow``): with several runtimes registered (one
+    # pyproject declares them all), EIKIT_FRAMEWORK unset picks the only one whose framework
+    # is installed. Empty: always counted as installed.
+    framework_module = ""
+
+    def installed(self) -> bool:
+        if not self.framework_module:
+            return True
+        import importlib.util
+
+        return importlib.util.find_spec(self.framework_module) is not None
 
     @abstractmethod
     def probes(self, settings: Settings) -> Dict[str, Probe]:
@@ -135,6 +146,12 @@ class Runtime(ABC):
     @abstractmethod
     def session(self, accelerator: ProbeResult, settings: Settings, worker: int) -> ModelSession:
         """Open the framework on ``accelerator`` for worker number ``worker``."""
+
+    def execution(self, settings: Settings, accelerator: ProbeResult) -> Dict[str, str]:
+        """Extra facts for ``eikit detect`` about how this runtime will run the model on
+        ``accelerator`` (TensorFlow: a TF Serving binary or in-process, and why); each
+        becomes a line of the table and a field of ``--json``. None by default."""
+        return {}
 
     def default_workers(self, accelerator: ProbeResult) -> int:
         if accelerator.kind == "cpu":
@@ -177,9 +194,19 @@ def available_runtimes() -> List[str]:
     return sorted({ep.name for ep in _entry_points()})
 
 
+def _installed(ep: Any) -> bool:
+    try:
+        runtime = ep.load()()
+    except Exception:  # a runtime that does not even import is not installed
+        return False
+    return isinstance(runtime, Runtime) and runtime.installed()
+
+
 def find_runtime(name: Optional[str]) -> Runtime:
     """The runtime called ``name``, or the only one installed when ``name`` is None."""
     eps = {ep.name: ep for ep in _entry_points()}
+    if name is None and len(eps) > 1:
+        eps = {key: ep for key, ep in eps.items() if _installed(ep)} or eps
     if name is None:
         if len(eps) != 1:
             raise ConfigurationError(

@@ -124,6 +124,12 @@ class Settings(BaseSettings):
         alias="SAGEMAKER_INFERENCE_ACCELERATOR_PRESENT",
         description="Set by SageMaker when an Elastic Inference accelerator is attached.",
     )
+    tfs_default_model_name: Optional[str] = Field(
+        None,
+        alias="SAGEMAKER_TFS_DEFAULT_MODEL_NAME",
+        description="TensorFlow: the model a request naming none goes to. Unset: the first "
+        "model found, as in AWS's TensorFlow Serving container.",
+    )
     # --- eikit's own ---
     host: str = Field("0.0.0.0", alias="EIKIT_HOST", description="Address the server binds.")
     framework: Optional[str] = Field(
