@@ -44,8 +44,8 @@ def _kind_of(value: Any, feature: str) -> str:
     )
 
 
-def _feature(values: List[Any], name: str, example_pb2: Any) -> Any:
-    feature = example_pb2.Feature()
+def _feature(values: List[Any], name: str, feature_pb2: Any) -> Any:
+    feature = feature_pb2.Feature()
     kind: Optional[str] = None
     items = []
     for value in values:
@@ -73,7 +73,7 @@ def _feature(values: List[Any], name: str, example_pb2: Any) -> Any:
     return feature
 
 
-def make_example(value: Any, example_pb2: Any) -> Any:
+def make_example(value: Any, example_pb2: Any, feature_pb2: Any) -> Any:
     if not isinstance(value, dict):
         raise BadRequest(
             "Example must be JSON object but got JSON %s" % type(value).__name__.capitalize()
@@ -81,17 +81,17 @@ def make_example(value: Any, example_pb2: Any) -> Any:
     example = example_pb2.Example()
     for name, content in value.items():
         values = content if isinstance(content, list) else [content]
-        example.features.feature[name].CopyFrom(_feature(values, name, example_pb2))
+        example.features.feature[name].CopyFrom(_feature(values, name, feature_pb2))
     return example
 
 
 def serialized_examples(body: Dict[str, Any], method: str) -> List[bytes]:
     """The request's examples, serialized, each over the context when there is one."""
-    from tensorflow.core.example import example_pb2
+    from tensorflow.core.example import example_pb2, feature_pb2
 
     context = b""
     if "context" in body:
-        context = make_example(body["context"], example_pb2).SerializeToString()
+        context = make_example(body["context"], example_pb2, feature_pb2).SerializeToString()
     if "examples" not in body:
         raise BadRequest("When method is %s, key 'examples' is expected and was not found" % method)
     examples = body["examples"]
@@ -99,7 +99,10 @@ def serialized_examples(body: Dict[str, Any], method: str) -> List[bytes]:
         raise BadRequest("Expecting 'examples' value to be an list/array")
     if not examples:
         raise BadRequest("'examples' value is an empty array")
-    return [context + make_example(item, example_pb2).SerializeToString() for item in examples]
+    return [
+        context + make_example(item, example_pb2, feature_pb2).SerializeToString()
+        for item in examples
+    ]
 
 
 def classify_results(outputs: Dict[str, Any], count: int) -> Dict[str, Any]:

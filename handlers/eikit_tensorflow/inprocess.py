@@ -14,6 +14,8 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+import numpy as np
+
 from eikit.errors import BadRequest, ModelNotFound
 from eikit_tensorflow import examples, tensors
 from eikit_tensorflow.executor import Executor, check_method
@@ -196,7 +198,8 @@ class InProcessExecutor(Executor):
         )
 
     def servable(self, model: str, version: Optional[int]) -> Servable:
-        return self.servables[model][self.resolve(model, version)]
+        number = self.resolve(model, version)
+        return self.servables[model][number]
 
     def request(
         self, model: str, version: Optional[int], method: str, body: Dict[str, Any]
@@ -218,7 +221,8 @@ class InProcessExecutor(Executor):
                 "%s signature %r must take one input named 'inputs' (it takes: %s)"
                 % (method, signature.name, ", ".join(sorted(signature.inputs)))
             )
-        outputs = _call(self.tf, servable, signature, {examples.INPUTS: serialized})
+        batch = np.array(serialized, dtype=object)
+        outputs = _call(self.tf, servable, signature, {examples.INPUTS: batch})
         if method == "classify":
             return examples.classify_results(outputs, len(serialized))
         return examples.regress_results(outputs, len(serialized))

@@ -86,6 +86,55 @@ def _strings(value: Any) -> Any:
     )
 
 
+TFS_TYPE_NAMES = {"float32": "float", "float64": "double", "float16": "half"}
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "Null"
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, (int, float)):
+        return "Number"
+    if isinstance(value, str):
+        return "String"
+    if isinstance(value, list):
+        return "Array"
+    return "Object"
+
+
+def _fits(leaf: Any, dtype: str) -> bool:
+    if dtype in FLOATS:
+        return isinstance(leaf, (int, float)) and not isinstance(leaf, bool)
+    if dtype in INTS or dtype in UINTS_WIDE:
+        return isinstance(leaf, int) and not isinstance(leaf, bool)
+    if dtype == "bool":
+        return isinstance(leaf, bool)
+    return True
+
+
+def _first_misfit(value: Any, dtype: str) -> Any:
+    """The first leaf of ``value`` that ``dtype`` cannot take (a list of one: None is a leaf)."""
+    if isinstance(value, list):
+        for item in value:
+            found = _first_misfit(item, dtype)
+            if found:
+                return found
+        return []
+    return [] if _fits(value, dtype) else [value]
+
+
+def type_error(value: Any, dtype: str) -> str:
+    """TF Serving's message for a value of the wrong JSON type."""
+    bad = _first_misfit(value, dtype)
+    leaf = bad[0] if bad else value
+    return "JSON Value: %s Type: %s is not of expected type: %s" % (
+        _text(leaf),
+        _json_type(leaf),
+        TFS_TYPE_NAMES.get(dtype, dtype),
+    )
+
+
 def to_array(value: Any, spec: Spec, name: str) -> np.ndarray:
     """One input's JSON value as an array of the signature's dtype; ``BadRequest`` for a
     value TF Serving refuses (wrong JSON type, ragged lists, a lossy float)."""
@@ -97,10 +146,7 @@ def to_array(value: Any, spec: Spec, name: str) -> np.ndarray:
             raise BadRequest("input %r: lists of uneven length (%s)" % (name, exc)) from None
         return array
     if _contains_object(value):
-        raise BadRequest(
-            "input %r: JSON objects are values only for string inputs (%s is %s)"
-            % (name, name, dtype)
-        )
+        raise BadRequest(type_error(value, dtype))
     try:
         raw = np.array(value)
     except (ValueError, TypeError) as exc:
@@ -123,9 +169,7 @@ def to_array(value: Any, spec: Spec, name: str) -> np.ndarray:
     else:
         raise BadRequest("input %r: conversion of JSON to type %s is not supported" % (name, dtype))
     if not ok:
-        raise BadRequest(
-            "input %r: JSON value %s is not of expected type: %s" % (name, _text(value), dtype)
-        )
+        raise BadRequest(type_error(value, dtype))
     np_dtype = {"half": "float16", "double": "float64", "bfloat16": "float32"}.get(dtype, dtype)
     try:
         return raw.astype(np_dtype)
@@ -134,11 +178,31 @@ def to_array(value: Any, spec: Spec, name: str) -> np.ndarray:
 
 
 def _contains_object(value: Any) -> bool:
-    """Whether a JSON value holds an object anywhere (first items only: numpy catches the
-    rest as an object array)."""
+    """Whether a JSON value's first leaf is an object (numpy makes the others an object
+    array, which the dtype check refuses)."""
     while isinstance(value, list) and value:
         value = value[0]
     return isinstance(value, dict)
+
+
+def _element_error(position: int, error: BadRequest, key: str = "") -> BadRequest:
+    return BadRequest(
+        "Failed to process element: %d%s of 'instances' list. Error: Invalid argument: %s"
+        % (position, " key: %s" % key if key else "", error.message)
+    )
+
+
+def _column(items: List[Any], spec: Spec, name: str, key: bool) -> np.ndarray:
+    """The batch of one input from the instances; a refused value names its instance."""
+    try:
+        return to_array(items, spec, name)
+    except BadRequest as exc:
+        for position, item in enumerate(items):
+            try:
+                to_array([item], spec, name)
+            except BadRequest as one:
+                raise _element_error(position, one, name if key else "") from None
+        raise _element_error(0, exc, name if key else "") from None
 
 
 def from_instances(instances: Any, specs: Mapping[str, Spec]) -> Dict[str, np.ndarray]:
@@ -161,26 +225,27 @@ def from_instances(instances: Any, specs: Mapping[str, Spec]) -> Dict[str, np.nd
                 raise BadRequest(
                     "Expecting value/list but got object at item %d of input list" % position
                 )
-        return {names[0]: to_array(instances, specs[names[0]], names[0])}
+        return {names[0]: _column(instances, specs[names[0]], names[0], False)}
     columns: Dict[str, List[Any]] = {name: [] for name in names}
     wanted = set(names)
     for position, item in enumerate(instances):
         if not isinstance(item, dict) or _is_b64(item):
             raise BadRequest("Expecting object but got list at item %d of input list" % position)
-        if set(item) != wanted:
-            unknown = sorted(set(item) - wanted)
+        unknown = [key for key in item if key not in wanted]
+        if unknown:
             raise BadRequest(
-                "Failed to process element: %d of 'instances' list. JSON object keys must be "
-                "equal to: %s%s"
-                % (
-                    position,
-                    ",".join(names),
-                    " (unknown: %s)" % ", ".join(unknown) if unknown else "",
-                )
+                "Failed to process element: %d key: %s of 'instances' list. Error: Invalid "
+                "argument: JSON object: does not have named input: %s (inputs: %s)"
+                % (position, unknown[0], unknown[0], ", ".join(names))
+            )
+        if set(item) != wanted:
+            raise BadRequest(
+                "Failed to process element: %d of 'instances' list. JSON object: %s keys must "
+                "be equal to: %s" % (position, _text(item), ",".join(names))
             )
         for name in names:
             columns[name].append(item[name])
-    return {name: to_array(columns[name], specs[name], name) for name in names}
+    return {name: _column(columns[name], specs[name], name, True) for name in names}
 
 
 def from_inputs(inputs: Any, specs: Mapping[str, Spec]) -> Dict[str, np.ndarray]:
