@@ -1,6 +1,6 @@
 """TF Serving over its REST API, with the standard library only: the client for images whose
 Python has no TensorFlow (the eia image: Python 3.8 next to the EI ``tensorflow_model_server``;
-tensorflow-serving-api needs TensorFlow's protos), and for requests gRPC cannot carry.
+tensorflow-serving-api needs TensorFlow's protos), or where ``EIKIT_TFS_CLIENT=rest``.
 
 The REST body is what the executor was given, so TF Serving itself reads the JSON; its
 ``{"error": ...}`` answers keep their HTTP status, which TF Serving derives from its gRPC

@@ -71,12 +71,21 @@ def find_binary(settings: Any) -> Optional[Path]:
     return None
 
 
-def default_workers(settings: Any) -> int:
-    """Workers on this path when ``SAGEMAKER_MODEL_SERVER_WORKERS`` is unset: one per TF
-    Serving process, ``SAGEMAKER_TFS_INSTANCE_COUNT`` (AWS's knob, default 1). One binary
-    already runs a request on every core (TensorFlow's thread pools) and holds each model
-    once; more processes hold more copies and compete for the same cores."""
-    return settings.tfs_instance_count or 1
+def default_workers(settings: Any, accelerator: Any = None) -> int:
+    """Workers (so TF Serving processes) on this path when ``SAGEMAKER_MODEL_SERVER_WORKERS``
+    is unset: ``SAGEMAKER_TFS_INSTANCE_COUNT`` when set (AWS's knob for the number of TF
+    Serving processes); else one on EI, as AWS ran it (every binary would hold the model in
+    the accelerator's few GB, and all share one accelerator); else one per core on CPU and
+    one per GPU, as on the in-process path, each binary's intra-op threads sharing the cores
+    out (``_threads``), since a worker sends its binary one request at a time."""
+    if settings.tfs_instance_count:
+        return int(settings.tfs_instance_count)
+    kind = getattr(accelerator, "kind", "eia")
+    if kind == "cuda":
+        return max(1, int(getattr(accelerator, "count", 1) or 1))
+    if kind == "cpu":
+        return os.cpu_count() or 1
+    return 1
 
 
 def client_kind(settings: Any) -> str:
@@ -123,7 +132,6 @@ class ServingExecutor(Executor):
         self._signatures: Dict[str, Dict[int, Dict[str, SignatureInfo]]] = {}
         self._binary: Optional[Binary] = None
         self._client: Any = None
-        self._rest: Optional[RestClient] = None
         self.dir = Path(tempfile.mkdtemp(prefix="eikit-tfs-%d-" % worker))
         try:
             self._start(binary, models, settings, accelerator, worker)
@@ -136,7 +144,7 @@ class ServingExecutor(Executor):
     def _start(
         self, binary: Path, models: Models, settings: Any, accelerator: Any, worker: int
     ) -> None:
-        processes = settings.workers or default_workers(settings)
+        processes = settings.workers or default_workers(settings, accelerator)
         config_file = self.dir / "model-config.cfg"
         config_file.write_text(tfs_config.model_config(models), encoding="utf-8")
         log.info("tensorflow serving model config: \n%s", config_file.read_text())
@@ -182,9 +190,10 @@ class ServingExecutor(Executor):
         started = time.monotonic()
         self._binary = Binary(argv, env, self.dir / "tensorflow_model_server.log")
         timeout = settings.model_server_timeout
-        self._rest = RestClient(rest_port, timeout)
         self._client = (
-            grpc_client.GrpcClient(grpc_port, timeout) if self.kind == "grpc" else self._rest
+            grpc_client.GrpcClient(grpc_port, timeout)
+            if self.kind == "grpc"
+            else RestClient(rest_port, timeout)
         )
         self._wait_available(started)
         for name, versions in self._versions.items():
@@ -329,15 +338,12 @@ class ServingExecutor(Executor):
         signature = self.signature(model, number, body, method)
         try:
             return self._client.request(model, number, method, body, signature)
-        except UnsupportedTensor:
-            # a dtype the gRPC conversion does not carry: let TF Serving read the JSON
-            assert self._rest is not None
-            return self._rest.request(model, number, method, body)
+        except UnsupportedTensor as exc:  # an output JSON cannot hold: TF Serving's 400 too
+            raise BadRequest(str(exc)) from None
 
     def close(self) -> None:
         if self._binary is not None:
             self._binary.stop()
-        for client in (self._client, self._rest):
-            if client is not None:
-                client.close()
+        if self._client is not None:
+            self._client.close()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -281,7 +281,8 @@ class Settings(BaseSettings):
         alias="SAGEMAKER_TFS_INSTANCE_COUNT",
         ge=1,
         description="TensorFlow with a TF Serving binary: TF Serving processes, one per worker "
-        "(the worker count when `SAGEMAKER_MODEL_SERVER_WORKERS` is unset). Unset: 1.",
+        "(the worker count when `SAGEMAKER_MODEL_SERVER_WORKERS` is unset). Unset: one on EI, "
+        "else the usual worker count.",
     )
     tfs_enable_batching: bool = Field(
         False,

@@ -172,10 +172,13 @@ def test_settings_read_under_awss_names(monkeypatch: pytest.MonkeyPatch) -> None
     assert (read.tfs_max_batch_size, read.tfs_batch_timeout_micros) == (16, 200)
     assert (read.tfs_num_batch_threads, read.tfs_max_enqueued_batches) == (2, 9)
     assert (read.tfs_intra_op_parallelism, read.tfs_inter_op_parallelism) == (3, 1)
-    assert serving.default_workers(read) == 2 and read.tfs_client == "rest"
+    assert serving.default_workers(read, CPU) == 2 and read.tfs_client == "rest"
     assert serving.ports(read, 0) == (10000, 10001)
     assert serving.ports(read, 3) == (10006, 10007)
-    assert serving.default_workers(Settings(tfs_instance_count=None)) == 1
+    unset = Settings(tfs_instance_count=None)
+    assert serving.default_workers(unset, ProbeResult("eia", True, "")) == 1
+    assert serving.default_workers(unset, ProbeResult("cuda", True, "", count=4)) == 4
+    assert serving.default_workers(unset, CPU) == (os.cpu_count() or 1)
 
 
 def test_too_few_safe_ports() -> None:
@@ -228,6 +231,13 @@ def test_tensor_protos_agree_with_tensorflow(array: np.ndarray) -> None:
     assert tensor_protos.to_array(theirs).dtype == (
         array.dtype if array.dtype != object else object
     )
+
+
+def test_an_output_json_cannot_hold_is_refused() -> None:
+    from tensorflow.core.framework import tensor_pb2
+
+    with pytest.raises(tensor_protos.UnsupportedTensor, match="tensor type"):
+        tensor_protos.to_array(tensor_pb2.TensorProto(dtype=21))  # DT_VARIANT
 
 
 def test_tensor_protos_read_typed_and_compressed_values() -> None:
