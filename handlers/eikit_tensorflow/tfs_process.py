@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from eikit.errors import ConfigurationError, EikitError
 
@@ -62,17 +62,28 @@ def in_use(port: int) -> bool:
 # --- the process ----------------------------------------------------------------------
 
 
-def _child_setup(parent: int) -> None:  # runs in the child, between fork and exec
-    os.setsid()
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
+def _death_signal() -> Optional[Callable[[], None]]:
+    """What the child runs between fork and exec: ask for SIGKILL when its parent thread
+    dies (Linux ``PR_SET_PDEATHSIG``), and exit if the worker is already gone. Resolved in
+    the parent, so the child imports and allocates nothing (other threads may hold locks
+    at the fork)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
 
-            ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent:  # the worker died before the line above ran
-        os._exit(1)
+        prctl = ctypes.CDLL(None).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+    kill = int(signal.SIGKILL)
+
+    def setup() -> None:
+        prctl(1, kill)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the worker died before the line above ran
+            os._exit(1)
+
+    return setup
 
 
 class Binary:
@@ -99,7 +110,6 @@ class Binary:
     def _run(self, env: Dict[str, str]) -> None:
         try:
             with open(self.log_path, "ab") as output:  # the child keeps its own descriptor
-                parent = os.getpid()
                 self.process = subprocess.Popen(
                     self.argv,
                     stdin=subprocess.DEVNULL,
@@ -107,7 +117,8 @@ class Binary:
                     stderr=subprocess.STDOUT,
                     env=env,
                     close_fds=True,
-                    preexec_fn=lambda: _child_setup(parent),
+                    start_new_session=True,  # group signals to eikit do not reach it
+                    preexec_fn=_death_signal(),
                 )
         except (OSError, ValueError) as exc:
             self._error = exc
