@@ -28,8 +28,12 @@ from eikit_tensorflow.inprocess import InProcessExecutor  # noqa: E402
 READY = 300.0  # two TensorFlow imports and three SavedModels per worker, on 2 busy cores
 
 
-def start(base: Path, env: Dict[str, str], ready: bool = True) -> Endpoint:
+def start(
+    base: Path, env: Dict[str, str], ready: bool = True, script: Optional[str] = None
+) -> Endpoint:
     tree = ModelTree(base / "ml", lambda model_dir: fixtures.model_tree(model_dir.parent))
+    if script is not None:
+        tree.script(script)
     settings = dict(BASE_ENV)
     settings.update(env)
     log_path = base / "server.log"
@@ -181,3 +185,30 @@ def test_a_binary_hung_at_start_up(tmp_path: Path, servers: List[Endpoint]) -> N
     servers.append(endpoint)
     ping = endpoint.wait_failed(READY)
     assert "SAGEMAKER_STARTUP_TIMEOUT" in ping.text, ping.text
+
+
+HANDLER = """
+import json
+
+import requests
+
+def handler(data, context):
+    # AWS's pattern: the script posts to TF Serving itself
+    response = requests.post(context.rest_uri, data=data.read())
+    if response.status_code != 200:
+        raise ValueError(response.text)
+    return json.dumps({"uri": context.rest_uri, "answer": response.json()}), "application/json"
+"""
+
+
+def test_scripts_post_to_the_binarys_rest_api(tmp_path: Path, servers: List[Endpoint]) -> None:
+    record = tmp_path / "record"
+    binary = fixtures.write_binary(tmp_path / "bin")
+    env = {"EIKIT_TFS_BINARY": str(binary), "EIKIT_STANDIN_RECORD": str(record)}
+    endpoint = start(tmp_path, env, script=HANDLER)
+    servers.append(endpoint)
+    got = answer(endpoint, {"instances": [[1.0, 2.0, 3.0, 4.0]]})
+    assert got["answer"] == {"predictions": [[1.0, 10.0]]}
+    (started,) = fixtures.records(record)
+    (rest,) = [arg.split("=")[1] for arg in started["argv"] if arg.startswith("--rest_api_port=")]
+    assert got["uri"].startswith("http://localhost:%s/v1/models/half" % rest), got
