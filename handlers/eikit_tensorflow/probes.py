@@ -3,8 +3,9 @@
 - EI needs SageMaker's signal (``SAGEMAKER_INFERENCE_ACCELERATOR_PRESENT=true``) first, then
   AWS's EI build of TF Serving, ``amazonei_tensorflow_model_server`` (EI reaches TensorFlow
   only through that binary; the Python side is stock). It is found on ``PATH``, or where
-  the TF Serving path finds its binary when that binary is the EI build (AWS's images moved
-  it to ``/usr/bin/tensorflow_model_server``; ``EI_BINARY_MARKER`` next to it marks it).
+  the TF Serving path finds its binary when that binary is the EI build: the eia image's
+  ``/opt/eikit/bin/tensorflow_model_server``, or one renamed elsewhere (AWS's images moved
+  it to ``/usr/bin/tensorflow_model_server``) with ``EI_BINARY_MARKER`` beside it.
 - CUDA goes through a ``CudaCheck`` callable, the seam tests replace. The default looks for
   NVIDIA device nodes first and only then imports TensorFlow and asks
   ``tf.config.list_physical_devices('GPU')``, so a CPU host never imports TensorFlow in the
@@ -30,6 +31,8 @@ EiBinaryCheck = Callable[[], Tuple[Optional[Path], str]]
 
 EI_BINARY = "amazonei_tensorflow_model_server"
 EI_BINARY_MARKER = ".amazonei"  # a file <binary>.amazonei beside a renamed EI binary
+# Where the eia image installs AWS's EI build (docker/tensorflow/Dockerfile, TARGET=eia).
+EIA_IMAGE_BINARY = Path("/opt/eikit/bin/tensorflow_model_server")
 
 
 def find_ei_binary(settings: Optional[Settings] = None) -> Tuple[Optional[Path], str]:
@@ -50,7 +53,7 @@ def find_ei_binary(settings: Optional[Settings] = None) -> Tuple[Optional[Path],
             )
     if binary is not None:
         marker = binary.with_name(binary.name + EI_BINARY_MARKER)
-        if "amazonei" in binary.name or marker.exists():
+        if "amazonei" in binary.name or marker.exists() or binary == EIA_IMAGE_BINARY:
             return binary, "EI TF Serving binary %s" % binary
         return None, "%s not on PATH; %s is not the EI build (no %s)" % (
             EI_BINARY,

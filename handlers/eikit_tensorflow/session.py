@@ -84,11 +84,16 @@ class TensorFlowSession(ModelSession):
     # --- the executor ------------------------------------------------------------
 
     def _configure_threads(self) -> None:
+        """Threads per worker; on GPUs, memory grown as needed, so that several workers
+        share a GPU (TensorFlow otherwise takes all of it in the first process)."""
         import tensorflow as tf
 
         try:
             tf.config.threading.set_intra_op_parallelism_threads(self.threads)
             tf.config.threading.set_inter_op_parallelism_threads(min(2, self.threads))
+            if self.device.startswith("/GPU"):
+                for gpu in tf.config.list_physical_devices("GPU"):
+                    tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:  # TensorFlow already initialised in this process
             pass
 

@@ -374,3 +374,13 @@ def test_detect_reports_the_execution_path(capsys: pytest.CaptureFixture) -> Non
     )
     assert cli.main(["detect", "--framework", "tensorflow"]) == 0
     assert "execution: in-process" in capsys.readouterr().out
+
+
+def test_the_eia_images_binary_counts_as_the_ei_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(probes.shutil, "which", lambda name: None)
+    fake_serving(monkeypatch, probes.EIA_IMAGE_BINARY)
+    binary, why = probes.find_ei_binary(Settings())
+    assert binary == probes.EIA_IMAGE_BINARY and "EI TF Serving binary" in why
+    fake_serving(monkeypatch, Path("/usr/local/bin/tensorflow_model_server"))
+    binary, why = probes.find_ei_binary(Settings())
+    assert binary is None and "not the EI build" in why
