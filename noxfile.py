@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["core", "pytorch", "mxnet"]
+nox.options.sessions = ["core", "pytorch", "tensorflow", "mxnet"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.default_venv_backend = "venv"
 nox.options.error_on_missing_interpreters = True
@@ -52,3 +52,14 @@ def mxnet(session: nox.Session) -> None:
     session.install(*MXNET, "-e", ".[test]")
     session.env["EIKIT_REQUIRE_MXNET"] = "1"  # tests/mxnet fails here, never skips
     pytest(session, "tests/mxnet", "tests/contract")
+# tensorflow-serving-api requires the full ``tensorflow`` package (its messages import
+# TensorFlow's protos); next to tensorflow-cpu it goes in with --no-deps, plus what it needs.
+TF_SERVING_API = ["tensorflow-serving-api==2.21.0"]
+TF_SERVING_API_DEPS = ["grpcio>=1.60"]
+
+
+@nox.session(python=PYTHON)
+def tensorflow(session: nox.Session) -> None:
+    session.install("tensorflow-cpu==2.21.0", "-e", ".[test]", *TF_SERVING_API_DEPS)
+    session.install("--no-deps", *TF_SERVING_API)
+    pytest(session, "tests/tensorflow", "tests/contract")

@@ -71,6 +71,23 @@ def save_mxnet_linear(model_dir: Path) -> None:
     (model_dir / "model-shapes.json").write_text(json.dumps([{"name": "data", "shape": [1, 4]}]))
 
 
+def save_tf_linear(model_dir: Path) -> None:
+    """The linear model as a SavedModel under ``model_dir/1/`` (TF Serving's version
+    layout), its ``serving_default`` signature taking float32 [None, 4]."""
+    import tensorflow as tf
+
+    weight = tf.constant(WEIGHT, dtype=tf.float32)
+    bias = tf.constant(BIAS, dtype=tf.float32)
+
+    class Linear(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+        def serve(self, x: Any) -> Any:
+            return {"y": tf.matmul(x, weight, transpose_b=True) + bias}
+
+    module = Linear()
+    tf.saved_model.save(module, str(model_dir / "1"), signatures={"serving_default": module.serve})
+
+
 FRAMEWORKS: Dict[str, Framework] = {
     "pytorch": Framework(
         "pytorch",
@@ -85,6 +102,13 @@ FRAMEWORKS: Dict[str, Framework] = {
         save_mxnet_linear,
         lambda rows: json.dumps(rows).encode(),
         lambda answer: answer,
+    ),
+    "tensorflow": Framework(
+        "tensorflow",
+        "tensorflow",
+        save_tf_linear,
+        lambda rows: json.dumps({"instances": rows}).encode(),
+        lambda answer: answer["predictions"],
     ),
 }
 

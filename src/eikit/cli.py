@@ -213,9 +213,11 @@ def cmd_detect(args: argparse.Namespace) -> int:
     runtime = find_runtime(settings.framework)
     detection = detect(runtime.probes(settings), settings.accelerator, settings.strict_accelerator)
     workers = settings.workers or runtime.default_workers(detection.chosen)
+    execution = runtime.execution(settings, detection.chosen)
     if args.json:
         report = detection.to_dict()
         report.update({"framework": runtime.name, "workers": workers})
+        report.update(execution)
         print(json.dumps(report, indent=2))
         return 0
     print(
@@ -226,6 +228,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
         print("  %-7s %s  %s" % (result.kind, mark, result.reason))
     if len(detection.chain) > 1:
         print("fallback order: %s" % " -> ".join(r.kind for r in detection.chain))
+    for key, value in execution.items():
+        print("%s: %s" % (key.replace("_", " "), value))
     return 0
 
 

@@ -147,6 +147,12 @@ class Runtime(ABC):
         the inference script (which may import the framework, reading them)."""
         return {}
 
+    def execution(self, settings: Settings, accelerator: ProbeResult) -> Dict[str, str]:
+        """Extra facts for ``eikit detect`` about how this runtime will run the model on
+        ``accelerator`` (TensorFlow: a TF Serving binary or in-process, and why); each
+        becomes a line of the table and a field of ``--json``. None by default."""
+        return {}
+
     def default_workers(self, accelerator: ProbeResult) -> int:
         if accelerator.kind == "cpu":
             return os.cpu_count() or 1

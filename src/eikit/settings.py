@@ -23,6 +23,7 @@ from eikit.logs import level_name
 
 ACCELERATOR_CHOICES = ("auto", "eia", "neuron", "cuda", "cpu")
 BATCH_STRATEGIES = ("MULTI_RECORD", "SINGLE_RECORD")
+TFS_CLIENTS = ("auto", "grpc", "rest")
 
 
 class _DocumentedNames(EnvSettingsSource):
@@ -129,6 +130,12 @@ class Settings(BaseSettings):
         False,
         alias="SAGEMAKER_INFERENCE_ACCELERATOR_PRESENT",
         description="Set by SageMaker when an Elastic Inference accelerator is attached.",
+    )
+    tfs_default_model_name: Optional[str] = Field(
+        None,
+        alias="SAGEMAKER_TFS_DEFAULT_MODEL_NAME",
+        description="TensorFlow: the model a request naming none goes to. Unset: the first "
+        "model found, as in AWS's TensorFlow Serving container.",
     )
     # --- eikit's own ---
     host: str = Field("0.0.0.0", alias="EIKIT_HOST", description="Address the server binds.")
@@ -276,6 +283,90 @@ class Settings(BaseSettings):
         description="Serve Prometheus metrics at `GET /metrics` on the server's port (not a "
         "route of the SageMaker contract, so SageMaker never calls it).",
     )
+    # --- TensorFlow's TF Serving path (AWS's container's names, and eikit's own) ---
+    tfs_binary: Optional[str] = Field(
+        None,
+        alias="EIKIT_TFS_BINARY",
+        description="TensorFlow: the TF Serving binary that serves the SavedModels (a path, or "
+        "a name on PATH); `none`: TensorFlow in the worker. Unset: "
+        "`/opt/eikit/bin/tensorflow_model_server` (the eia image's EI build), else "
+        "`tensorflow_model_server` on PATH, else TensorFlow in the worker.",
+    )
+    tfs_client: str = Field(
+        "auto",
+        alias="EIKIT_TFS_CLIENT",
+        description="TensorFlow: how workers call the TF Serving binary: `grpc` "
+        "(tensorflow-serving-api, needs TensorFlow's protos), `rest` (standard library "
+        "only), or `auto`: gRPC where its packages import, else REST.",
+    )
+    tfs_instance_count: Optional[int] = Field(
+        None,
+        alias="SAGEMAKER_TFS_INSTANCE_COUNT",
+        ge=1,
+        description="TensorFlow with a TF Serving binary: TF Serving processes, one per worker "
+        "(the worker count when `SAGEMAKER_MODEL_SERVER_WORKERS` is unset). Unset: one on EI, "
+        "else the usual worker count.",
+    )
+    tfs_enable_batching: bool = Field(
+        False,
+        alias="SAGEMAKER_TFS_ENABLE_BATCHING",
+        description="TensorFlow with a TF Serving binary: `--enable_batching` with a "
+        "batching parameters file from the four settings below.",
+    )
+    tfs_max_batch_size: Optional[int] = Field(
+        None,
+        alias="SAGEMAKER_TFS_MAX_BATCH_SIZE",
+        ge=1,
+        description="TF Serving batching: `max_batch_size`. Unset: 8.",
+    )
+    tfs_batch_timeout_micros: Optional[int] = Field(
+        None,
+        alias="SAGEMAKER_TFS_BATCH_TIMEOUT_MICROS",
+        ge=0,
+        description="TF Serving batching: `batch_timeout_micros`. Unset: 1000.",
+    )
+    tfs_num_batch_threads: Optional[int] = Field(
+        None,
+        alias="SAGEMAKER_TFS_NUM_BATCH_THREADS",
+        ge=1,
+        description="TF Serving batching: `num_batch_threads`. Unset: the CPU count.",
+    )
+    tfs_max_enqueued_batches: Optional[int] = Field(
+        None,
+        alias="SAGEMAKER_TFS_MAX_ENQUEUED_BATCHES",
+        ge=1,
+        description="TF Serving batching: `max_enqueued_batches`. Unset: the CPU count "
+        "(100000000 under batch transform, `SAGEMAKER_BATCH`).",
+    )
+    tfs_intra_op_parallelism: Optional[int] = Field(
+        None,
+        alias="SAGEMAKER_TFS_INTRA_OP_PARALLELISM",
+        ge=0,
+        description="TF Serving's `--tensorflow_intra_op_parallelism` (0: TensorFlow's "
+        "choice). Unset: `EIKIT_WORKER_THREADS` if set, else the cores divided by the TF "
+        "Serving processes when there are several.",
+    )
+    tfs_inter_op_parallelism: Optional[int] = Field(
+        None,
+        alias="SAGEMAKER_TFS_INTER_OP_PARALLELISM",
+        ge=0,
+        description="TF Serving's `--tensorflow_inter_op_parallelism` (0 or unset: "
+        "TensorFlow's choice).",
+    )
+    safe_port_range: Optional[str] = Field(
+        None,
+        alias="SAGEMAKER_SAFE_PORT_RANGE",
+        pattern=r"^\s*\d+\s*-\s*\d+\s*$",
+        description="Ports the container may use besides its own (`low-high`), set by "
+        "SageMaker: worker i's TF Serving takes low+2i (gRPC) and low+2i+1 (REST), as in "
+        "AWS's container. Unset: free loopback ports.",
+    )
+    batch_transform: bool = Field(
+        False,
+        alias="SAGEMAKER_BATCH",
+        description="Set by SageMaker batch transform; raises TF Serving's default "
+        "`max_enqueued_batches`, as AWS's container does.",
+    )
 
     @field_validator("accelerator")
     @classmethod
@@ -283,6 +374,14 @@ class Settings(BaseSettings):
         value = value.strip().lower()
         if value not in ACCELERATOR_CHOICES:
             raise ValueError("must be one of %s" % ", ".join(ACCELERATOR_CHOICES))
+        return value
+
+    @field_validator("tfs_client")
+    @classmethod
+    def _known_client(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in TFS_CLIENTS:
+            raise ValueError("must be one of %s" % ", ".join(TFS_CLIENTS))
         return value
 
     @field_validator("batch_strategy")

@@ -25,7 +25,7 @@ def test_every_framework_has_every_target() -> None:
         ("pytorch", "gpu", "pytorch-2.13-gpu-py312"),
         ("pytorch", "eia", "pytorch-1.5-eia-py38"),
         ("pytorch", "neuron", "pytorch-2.8-neuron-py310"),
-        ("tensorflow", "cpu", "tensorflow-2.20-cpu-py311"),
+        ("tensorflow", "cpu", "tensorflow-2.21-cpu-py311"),
         ("tensorflow", "eia", "tensorflow-2.0-eia-py38"),
         ("mxnet", "eia", "mxnet-1.7-eia-py38"),
         ("mxnet", "neuron", "mxnet-1.8-neuron-py38"),

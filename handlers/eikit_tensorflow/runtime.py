@@ -1,0 +1,66 @@
+"""The TensorFlow runtime: which accelerators TensorFlow can use here, and a session on one."""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import TYPE_CHECKING, Dict, Optional
+
+from eikit.accelerators import Probe, ProbeResult
+from eikit.errors import ConfigurationError
+from eikit.runtime import ModelSession, Runtime
+from eikit_tensorflow.probes import CudaCheck, cuda_probe, eia_probe, find_ei_binary, tf_cuda_check
+
+if TYPE_CHECKING:
+    from eikit.settings import Settings
+
+
+class TensorFlowRuntime(Runtime):
+    name = "tensorflow"
+    framework_module = "tensorflow"
+    install_hint = (
+        "pip install 'eikit[tensorflow]' (tensorflow-cpu); for EI, AWS's EI build of TF "
+        "Serving (amazonei_tensorflow_model_server)"
+    )
+
+    def __init__(self, cuda_check: Optional[CudaCheck] = None) -> None:
+        # The seam for tests: a () -> (count, reason) callable replacing the real check.
+        self.cuda_check = cuda_check
+
+    def probes(self, settings: Settings) -> Dict[str, Probe]:
+        present = settings.accelerator_present
+        check = self.cuda_check or functools.partial(tf_cuda_check, settings.device_root)
+        return {
+            "eia": lambda: eia_probe(present, functools.partial(find_ei_binary, settings)),
+            "cuda": lambda: cuda_probe(check),
+        }
+
+    def threads(self, accelerator: ProbeResult, settings: Settings) -> int:
+        """TensorFlow threads per worker: EIKIT_WORKER_THREADS, else the cores shared by
+        the workers."""
+        if settings.worker_threads:
+            return settings.worker_threads
+        workers = settings.workers or self.default_workers(accelerator)
+        return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+    def session(self, accelerator: ProbeResult, settings: Settings, worker: int) -> ModelSession:
+        from eikit_tensorflow.session import TensorFlowSession
+
+        kind = accelerator.kind
+        threads = self.threads(accelerator, settings)
+        if kind == "cpu":
+            device = "/CPU:0"
+        elif kind == "cuda":
+            device = "/GPU:%d" % (worker % max(1, accelerator.count))
+        elif kind == "eia":
+            device = "/CPU:0"  # EI is reached through the TF Serving binary; Python stays on CPU
+        else:
+            raise ConfigurationError("the tensorflow runtime cannot use accelerator %r" % kind)
+        return TensorFlowSession(accelerator, device, settings, worker, threads)
+
+    def execution(self, settings: Settings, accelerator: ProbeResult) -> Dict[str, str]:
+        """For ``eikit detect``: which execution path a worker takes first, and why."""
+        from eikit_tensorflow.session import execution_path
+
+        path, why = execution_path(settings)
+        return {"execution": path, "execution_reason": why}

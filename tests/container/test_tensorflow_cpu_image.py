@@ -1,0 +1,179 @@
+"""The tensorflow cpu image, built offline and run as SageMaker runs it: /opt/ml/model
+mounted, ``serve``, host network. It serves in-process (TensorFlow in the worker).
+
+The image is built here from ``docker/tensorflow/Dockerfile`` on the debootstrap base
+(``scripts/make-base-image``) with a wheelhouse of its own (``scripts/make-wheelhouse
+--no-torch .wheelhouse/tensorflow tensorflow-cpu==2.21.0 requests``), so nothing is pulled
+or downloaded from an index. The SavedModel is built by the image's own TensorFlow (the
+test environment that runs the container tests has none).
+
+Settings (environment): EIKIT_CONTAINER_TEST_TF_IMAGE uses that image instead of building.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from pathlib import Path
+from typing import Any, Dict
+
+import pytest
+
+from eikit.images.build import build_image
+from eikit.images.matrix import image_spec
+from tests.container.conftest import BASE_IMAGE, LEAN, ROOT, TIMINGS, _has_image, _run_script
+
+pytestmark = pytest.mark.container
+
+TF_TAG = "eikit-test:tensorflow-cpu"
+TF_WHEELHOUSE = ".wheelhouse/tensorflow"
+
+SAVE_MODEL = """
+import sys
+import tensorflow as tf
+
+weight = tf.constant([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 1.0, 1.0]])
+bias = tf.constant([0.0, 0.5])
+
+
+class Linear(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+    def serve(self, x):
+        return {"y": tf.matmul(x, weight, transpose_b=True) + bias}
+
+
+module = Linear()
+for version in ("1", "2"):
+    path = sys.argv[1] + "/" + version
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+"""
+
+SCRIPT = """
+import json
+
+
+def input_handler(data, context):
+    lines = data.read().decode("utf-8").splitlines()
+    rows = [[float(v) for v in line.split(",")] for line in lines]
+    return json.dumps({"instances": rows})
+
+
+def output_handler(response, context):
+    if response.status_code != 200:
+        raise ValueError(response.content.decode("utf-8"))
+    predictions = json.loads(response.content.decode("utf-8"))["predictions"]
+    return json.dumps({"rows": predictions, "model": context.model_name}), "application/json"
+"""
+
+
+@pytest.fixture(scope="module")
+def tensorflow_cpu_image(engine: Any) -> str:
+    prebuilt = os.environ.get("EIKIT_CONTAINER_TEST_TF_IMAGE")
+    if prebuilt:
+        if not _has_image(engine, prebuilt):
+            pytest.fail("EIKIT_CONTAINER_TEST_TF_IMAGE=%s is not on the engine" % prebuilt)
+        return prebuilt
+    if not _has_image(engine, BASE_IMAGE):
+        if os.geteuid() != 0:
+            pytest.skip(
+                "base image %s missing: run scripts/make-base-image %s" % ((BASE_IMAGE,) * 2)
+            )
+        _run_script("make-base-image", BASE_IMAGE)
+    _run_script(
+        "make-wheelhouse", "--no-torch", TF_WHEELHOUSE, "tensorflow-cpu==2.21.0", "requests"
+    )
+    spec = image_spec("tensorflow", "cpu", base_image=BASE_IMAGE, wheelhouse=ROOT / TF_WHEELHOUSE)
+    result = build_image(spec, [TF_TAG], client=engine)
+    TIMINGS.append(
+        "built %s in %.0f s (%d of %d steps cached), %.0f MB"
+        % (
+            result.tags[0],
+            result.seconds,
+            result.cached_steps,
+            result.steps,
+            engine.inspect_image(TF_TAG)["Size"] / 1e6,
+        )
+    )
+    return TF_TAG
+
+
+def _run(engine: Any, image: str, command: Any, binds: Dict[str, str]) -> str:
+    container = engine.create_container(
+        image,
+        command=command,
+        volumes=list(binds.values()),
+        host_config=engine.create_host_config(
+            network_mode="host", binds={k: {"bind": v, "mode": "rw"} for k, v in binds.items()}
+        ),
+    )
+    try:
+        engine.start(container)
+        status = engine.wait(container, timeout=300)["StatusCode"]
+        output = engine.logs(container).decode("utf-8", "replace")
+    finally:
+        engine.remove_container(container, force=True)
+    assert status == 0, output
+    return output
+
+
+@pytest.fixture(scope="module")
+def saved_model(engine: Any, tensorflow_cpu_image: str, tmp_path_factory: Any) -> Path:
+    """model/1 and model/2: the linear model, saved by the image's TensorFlow."""
+    root = tmp_path_factory.mktemp("tf-image-model")
+    model = root / "model"
+    model.mkdir()
+    (root / "save.py").write_text(SAVE_MODEL)
+    os.chmod(str(model), 0o777)
+    _run(
+        engine,
+        tensorflow_cpu_image,
+        ["python", "/work/save.py", "/work/model"],
+        {str(root): "/work"},
+    )
+    assert (model / "2" / "saved_model.pb").is_file()
+    return model
+
+
+ENV = dict(LEAN, EIKIT_FRAMEWORK="tensorflow")
+
+
+def test_image_reports_the_in_process_path(engine: Any, tensorflow_cpu_image: str) -> None:
+    output = _run(engine, tensorflow_cpu_image, ["eikit", "detect", "--json"], {})
+    report = json.loads(output[output.index("{") :])
+    assert report["framework"] == "tensorflow" and report["chosen"] == "cpu"
+    assert report["execution"] == "in-process", report
+
+
+def test_default_handling_serves_tf_serving_requests(
+    eikit_session_endpoint: Any, tensorflow_cpu_image: str, saved_model: Path
+) -> None:
+    endpoint = eikit_session_endpoint(saved_model, image=tensorflow_cpu_image, env=ENV)
+    rows = [[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0]]
+    answer = endpoint.invoke({"instances": rows}, accept="application/json")
+    assert answer.status == 200, answer.text
+    assert answer.json() == {"predictions": [[1.0, 9.5], [0.0, 0.5]]}
+    csv = endpoint.invoke(b"1,2,3,4", content_type="text/csv")
+    assert csv.json() == {"predictions": [[1.0, 9.5]]}
+    pinned = endpoint.invoke(
+        {"inputs": rows[:1]},
+        headers={"X-Amzn-SageMaker-Custom-Attributes": "tfs-model-version=1"},
+    )
+    assert pinned.json() == {"outputs": [[1.0, 9.5]]}
+    unknown = endpoint.invoke(
+        {"instances": rows},
+        headers={"X-Amzn-SageMaker-Custom-Attributes": "tfs-model-version=7"},
+    )
+    assert unknown.status == 404 and "1, 2" in unknown.json()["error"]
+
+
+def test_input_and_output_handler_script(
+    eikit_session_endpoint: Any, tensorflow_cpu_image: str, saved_model: Path, tmp_path: Path
+) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "inference.py").write_text(textwrap.dedent(SCRIPT))
+    endpoint = eikit_session_endpoint(saved_model, code, image=tensorflow_cpu_image, env=ENV)
+    answer = endpoint.invoke(b"1,2,3,4\n0,0,0,0", content_type="text/csv")
+    assert answer.status == 200, answer.text
+    assert answer.json() == {"rows": [[1.0, 9.5], [0.0, 0.5]], "model": None}
