@@ -135,6 +135,7 @@ def script_endpoint(
 def test_labels_and_framework(engine: Any, mxnet_cpu_image: str) -> None:
     config = engine.inspect_image(mxnet_cpu_image)["Config"]
     assert config["Labels"]["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"] == "true"
+    assert config["Labels"]["com.amazonaws.sagemaker.capabilities.multi-models"] == "true"
     assert config["Cmd"] == ["serve"]
     assert "EIKIT_FRAMEWORK=mxnet" in config["Env"]
 
@@ -158,3 +159,18 @@ def test_an_ei_script_runs_unchanged_on_the_cpu_image(script_endpoint: Any) -> N
     assert answer.status == 200, answer.text
     assert answer.json() == {"predictions": EXPECTED, "mxnet": "1.9.1"}
     assert "the script called mx.eia(): no EI accelerator here" in script_endpoint.logs()
+
+
+def test_multi_model_mode_serves_both_layouts(
+    eikit_endpoint: Any, mxnet_cpu_image: str, models: Path, lean_env
+) -> None:
+    """The label's claim: SAGEMAKER_MULTI_MODEL=true, a Module and a Gluon export loaded
+    side by side through POST /models, invoked by name, one unloaded."""
+    endpoint = eikit_endpoint(models, image=mxnet_cpu_image, env=lean_env, multi_model=True)
+    assert sorted(endpoint.models()) == ["gluon", "module"]
+    for name in ("gluon", "module"):
+        answer = endpoint.invoke(ROWS, accept="application/json", target_model=name)
+        assert answer.status == 200, answer.text
+        assert answer.json() == EXPECTED
+    assert endpoint.unload_model("gluon").status == 200
+    assert endpoint.invoke(ROWS, target_model="gluon").status == 404
