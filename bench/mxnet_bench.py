@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,13 +43,14 @@ def load_model(model_dir: str, threads: int = 1) -> Any:
     import mxnet as mx
 
     path = Path(model_dir)
-    block = mx.gluon.SymbolBlock.imports(
-        str(path / (PREFIX + "-symbol.json")),
-        ["data"],
-        str(path / (PREFIX + "-0000.params")),
-        ctx=mx.cpu(),
-    )
-    return block
+    with warnings.catch_warnings():  # as eikit_mxnet.loading: "Cannot decide type" is noise
+        warnings.filterwarnings("ignore", "Cannot decide type", UserWarning)
+        return mx.gluon.SymbolBlock.imports(
+            str(path / (PREFIX + "-symbol.json")),
+            ["data"],
+            str(path / (PREFIX + "-0000.params")),
+            ctx=mx.cpu(),
+        )
 
 
 def make_handler(block: Any, content_type: str) -> Callable[[bytes], bytes]:

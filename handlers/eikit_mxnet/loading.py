@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
@@ -141,7 +142,13 @@ def load_gluon(mx: Any, files: ModelFiles, ctx: Any) -> Any:
         if not inputs:
             raise ValueError("every input of the symbol is a parameter")
         del saved
-        return mx.gluon.SymbolBlock.imports(str(files.symbol), inputs, str(files.params), ctx=ctx)
+        with warnings.catch_warnings():
+            # "Cannot decide type for the following arguments": the inputs' type is float32,
+            # decided at the first call; imports warns about every export.
+            warnings.filterwarnings("ignore", "Cannot decide type", UserWarning)
+            return mx.gluon.SymbolBlock.imports(
+                str(files.symbol), inputs, str(files.params), ctx=ctx
+            )
     except Exception as exc:
         raise ConfigurationError(
             "Gluon export %s with %s does not load on %s: %s: %s"
