@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 class PyTorchRuntime(Runtime):
     name = "pytorch"
+    framework_module = "torch"
     install_hint = (
         "pip install 'eikit[pytorch]' (torch); for EI, torch 1.5.1 with torcheia; "
         "for Neuron, torch_neuronx or torch_neuron"
