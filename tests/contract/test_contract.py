@@ -4,6 +4,8 @@ codecs have their own suites."""
 
 from __future__ import annotations
 
+import socket
+
 import requests
 
 from tests.frameworks import expected
@@ -60,6 +62,17 @@ def test_chunked_upload_over_the_limit_is_413(framework, tree, start):
         timeout=10,
     )
     assert answer.status_code == 413
+    # The whole chunked body in one write: the server has all of it before it reads any
+    # (a body that arrived whole once reached the worker past the limit).
+    chunk = b"1," * 100
+    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(100)) + b"0\r\n\r\n"
+    head = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+    head += b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    for _ in range(5):
+        with socket.create_connection((endpoint.server.host, endpoint.server.port), 10) as sock:
+            sock.sendall(head + body)
+            status_line = sock.makefile("rb").readline()
+        assert status_line.startswith(b"HTTP/1.1 413"), status_line
 
 
 def test_execution_parameters_report_workers_and_limits(framework, tree, start):

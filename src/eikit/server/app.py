@@ -352,6 +352,8 @@ class App:
         if message["type"] != "http.request":
             raise BadRequest("client disconnected before its body arrived")
         body = message.get("body", b"")
+        if len(body) > limit:  # a chunked body uvicorn had buffered whole before we asked
+            raise PayloadTooLarge(self._too_large(len(body), limit))
         if not message.get("more_body", False):
             return body
         chunks = [body]
