@@ -79,6 +79,7 @@ def test_fixture_serves_a_process(eikit_endpoint, script_model: Path) -> None:
     assert "eikit serving" in endpoint.logs()  # kept after the stop
 
 
+@serves
 def test_a_server_that_fails_to_start_raises_with_its_log(tmp_path: Path) -> None:
     model = tmp_path / "model"
     (model / "code").mkdir(parents=True)
