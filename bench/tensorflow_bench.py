@@ -2,7 +2,7 @@
 """eikit's TensorFlow runtime against TensorFlow called in-process, in one run.
 
     .nox/tensorflow/bin/python bench/tensorflow_bench.py [--duration 10] [--concurrency 1,2,4]
-                                                  [--workers 2] [--out FILE.json]
+                                                  [--workers 2] [--rounds 3] [--out FILE.json]
 
 The model is a Keras ResNet-18 (the same layers as torchvision's resnet18, 11.7 M
 parameters, random seeded weights), built in code and exported as a SavedModel under
@@ -12,9 +12,14 @@ parameters, random seeded weights), built in code and exported as a SavedModel u
 1. In-process baseline: ``--workers`` processes, one TensorFlow thread each, each doing per
    request what a TF Serving REST client needs done: ``json.loads`` -> ``np.asarray(float32)``
    -> the ``serving_default`` signature -> ``.numpy().tolist()`` -> ``json.dumps``.
-2. The eikit server (``serve`` from this interpreter's venv, ``EIKIT_FRAMEWORK=tensorflow``,
-   ``--workers`` workers with one TensorFlow thread each, the in-process execution path),
+2. The eikit server, started once (``serve`` from this interpreter's venv,
+   ``EIKIT_FRAMEWORK=tensorflow``, ``--workers`` workers with one TensorFlow thread each,
+   the in-process execution path),
    checked against the baseline's answer, then loaded with wrk at each concurrency.
+
+With ``--rounds N`` the two sides take turns N times (the baseline, then every concurrency
+through the server) and the table gives the medians, each ratio against its own round's
+baseline: on a shared machine the load moves between the two.
 
 Runs in the TensorFlow environment (``nox -s tensorflow`` makes ``.nox/tensorflow``); needs
 wrk. Reuses bench/load.py (wrk) and bench/server.py (the server process).
@@ -164,6 +169,14 @@ def in_process(model: Path, body: Path, seconds: float, processes: int, warmup: 
     }
 
 
+def median(values: List[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def close(a: Any, b: Any, tolerance: float = 1e-4) -> bool:
     import numpy as np
 
@@ -181,6 +194,7 @@ def main(argv: List[str]) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--wrk", default=None)
     p.add_argument("--out", default=None)
+    p.add_argument("--rounds", type=int, default=1, help="alternate the two sides; medians")
     a = p.parse_args(argv)
     wrk = load.find_wrk(a.wrk)
     work = Path(tempfile.mkdtemp(prefix="eikit-bench-tf-"))
@@ -195,15 +209,11 @@ def main(argv: List[str]) -> int:
         "resnet18 (Keras, %s parameters), request %s bytes"
         % (format(params, ","), format(len(body), ","))
     )
-    log("in-process: %d processes x %gs ..." % (a.workers, a.duration))
-    baseline = in_process(model_dir, body_path, a.duration, a.workers, a.warmup)
-    log("in-process: %.1f req/s" % baseline["rps"])
     result: Dict[str, Any] = {
         "model": "resnet18-keras",
         "parameters": params,
         "request_bytes": len(body),
     }
-    result["inprocess_rps"] = baseline["rps"]
     server = srv.Server(
         work,
         workers=a.workers,
@@ -212,43 +222,69 @@ def main(argv: List[str]) -> int:
         ready_timeout=300,
         extra_env={"EIKIT_FRAMEWORK": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
-    points = []
+    concurrency = [int(x) for x in a.concurrency.split(",") if x]
+    rounds: List[Dict[str, Any]] = []
     with server:
         url = server.url + "/invocations"
-        code, got = srv.http("POST", url, body, {"Content-Type": JSON, "Accept": JSON}, timeout=120)
-        if code != 200 or not close(
-            json.loads(got)["predictions"], baseline["answer"]["predictions"]
-        ):
-            raise SystemExit(
-                "first prediction differs from in-process: HTTP %d %r" % (code, got[:200])
-            )
-        log("server ready in %.1fs; first prediction matches in-process" % server.startup_s)
-        for c in [int(x) for x in a.concurrency.split(",") if x]:
-            load.run_wrk(wrk, url, script, c, a.warmup)
-            srv.wait_idle(server.pids())
-            res = load.run_wrk(wrk, url, script, c, a.duration)
-            errors = load.total_errors(res)
-            point = {
-                "concurrency": c,
-                "rps": res["rps"],
-                "p50_ms": res["p50_ms"],
-                "p99_ms": res["p99_ms"],
-                "errors": errors,
-                "ratio": res["rps"] / baseline["rps"],
-            }
-            log(
-                "c=%d: %.1f req/s (ratio %.3f), p50 %.0f ms, p99 %.0f ms%s"
-                % (
-                    c,
-                    point["rps"],
-                    point["ratio"],
-                    point["p50_ms"],
-                    point["p99_ms"],
-                    ", %d ERRORS" % errors if errors else "",
+        for number in range(a.rounds):
+            # The two sides in turn, each round: on a shared machine the load moves.
+            log("round %d: in-process, %d x %gs ..." % (number + 1, a.workers, a.duration))
+            baseline = in_process(model_dir, body_path, a.duration, a.workers, a.warmup)
+            log("round %d: in-process %.2f req/s" % (number + 1, baseline["rps"]))
+            if number == 0:
+                code, got = srv.http(
+                    "POST", url, body, {"Content-Type": JSON, "Accept": JSON}, timeout=120
                 )
-            )
-            points.append(point)
+                want = baseline["answer"]["predictions"]
+                if code != 200 or not close(json.loads(got)["predictions"], want):
+                    raise SystemExit(
+                        "first prediction differs from in-process: HTTP %d %r" % (code, got[:200])
+                    )
+                log("server ready in %.1fs; its answer matches in-process" % server.startup_s)
+            found: Dict[str, Any] = {"inprocess_rps": baseline["rps"], "points": []}
+            for c in concurrency:
+                load.run_wrk(wrk, url, script, c, a.warmup)
+                srv.wait_idle(server.pids())
+                res = load.run_wrk(wrk, url, script, c, a.duration)
+                point = {
+                    "concurrency": c,
+                    "rps": res["rps"],
+                    "p50_ms": res["p50_ms"],
+                    "p99_ms": res["p99_ms"],
+                    "errors": load.total_errors(res),
+                    "ratio": res["rps"] / baseline["rps"],
+                }
+                log(
+                    "round %d, c=%d: %.2f req/s (ratio %.3f), p50 %.0f ms, p99 %.0f ms, %d errors"
+                    % (
+                        number + 1,
+                        c,
+                        point["rps"],
+                        point["ratio"],
+                        point["p50_ms"],
+                        point["p99_ms"],
+                        point["errors"],
+                    )
+                )
+                found["points"].append(point)
+            rounds.append(found)
+    result["rounds"] = rounds
+    result["inprocess_rps"] = median([r["inprocess_rps"] for r in rounds])
+    points = []
+    for index, c in enumerate(concurrency):
+        mine = [r["points"][index] for r in rounds]
+        points.append(
+            {
+                "concurrency": c,
+                "rps": median([p["rps"] for p in mine]),
+                "ratio": median([p["ratio"] for p in mine]),
+                "p50_ms": median([p["p50_ms"] for p in mine]),
+                "p99_ms": median([p["p99_ms"] for p in mine]),
+            }
+        )
+    baseline = {"rps": result["inprocess_rps"]}
     result["points"] = points
+    print("medians of %d round(s):" % a.rounds)
     print("| concurrency | eikit req/s | in-process req/s | ratio | p50 / p99 ms |")
     print("|---|---|---|---|---|")
     for point in points:

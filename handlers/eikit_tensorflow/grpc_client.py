@@ -123,8 +123,16 @@ class GrpcClient:
 
         self._grpc = grpc
         self.timeout = timeout
-        unlimited = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
-        self._channel = grpc.insecure_channel("127.0.0.1:%d" % port, options=unlimited)
+        options = [
+            ("grpc.max_send_message_length", -1),
+            ("grpc.max_receive_message_length", -1),
+            # The channel exists before the binary listens: reconnect within a second of it
+            # doing so (gRPC's default backoff grows to 120 s, delaying start-up by minutes).
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000),
+        ]
+        self._channel = grpc.insecure_channel("127.0.0.1:%d" % port, options=options)
         self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 from typing import Any, Dict, Optional, Tuple
 
 from eikit.errors import (
@@ -77,19 +78,27 @@ class RestClient:
         self.timeout = timeout
         self._connection: Optional[http.client.HTTPConnection] = None
 
+    def _connect(self, timeout: float) -> http.client.HTTPConnection:
+        if self._connection is None:
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+            connection.connect()
+            # one request, one write: no waiting on Nagle's algorithm and a delayed ACK
+            assert connection.sock is not None
+            connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._connection = connection
+        assert self._connection.sock is not None
+        self._connection.sock.settimeout(timeout)
+        return self._connection
+
     def _exchange(
         self, verb: str, path: str, body: Optional[bytes], timeout: float
     ) -> Tuple[int, bytes]:
         headers = {"Content-Type": "application/json"} if body is not None else {}
         for attempt in (1, 2):  # a kept-alive connection TF Serving closed: once more
-            if self._connection is None:
-                self._connection = http.client.HTTPConnection(
-                    "127.0.0.1", self.port, timeout=timeout
-                )
-            self._connection.timeout = timeout
             try:
-                self._connection.request(verb, path, body=body, headers=headers)
-                response = self._connection.getresponse()
+                connection = self._connect(timeout)
+                connection.request(verb, path, body=body, headers=headers)
+                response = connection.getresponse()
                 return response.status, response.read()
             except (ConnectionError, http.client.HTTPException, OSError) as exc:
                 self.close()

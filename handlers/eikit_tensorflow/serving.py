@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from eikit.errors import BadRequest, ConfigurationError, EikitError
+from eikit.errors import BadRequest, ConfigurationError, EikitError, ModelNotReady
 from eikit_tensorflow import grpc_client, tfs_config
 from eikit_tensorflow.executor import Executor, check_method
 from eikit_tensorflow.layout import Models
@@ -44,6 +44,7 @@ METHODS = {
     "regress": "tensorflow/serving/regress",
 }
 POLL = 0.2
+DEATH_GRACE = 2.0  # how long an UNAVAILABLE waits to learn whether the binary died
 EXIT_BINARY_DIED = 70  # the worker's exit status when its TF Serving died under it
 
 
@@ -340,6 +341,13 @@ class ServingExecutor(Executor):
             return self._client.request(model, number, method, body, signature)
         except UnsupportedTensor as exc:  # an output JSON cannot hold: TF Serving's 400 too
             raise BadRequest(str(exc)) from None
+        except ModelNotReady:
+            # UNAVAILABLE: if the binary died under this request, end the worker now, before
+            # it answers 503 to the requests queued behind this one: the pool resends those.
+            binary = self._binary
+            if binary is not None and not binary.closing and binary.exited.wait(DEATH_GRACE):
+                self._died(binary.returncode)
+            raise
 
     def close(self) -> None:
         if self._binary is not None:

@@ -98,6 +98,7 @@ class Binary:
         self.closing = False
         self.on_exit: Optional[Any] = None  # called with the exit code, unless closing
         self._started = threading.Event()
+        self.exited = threading.Event()  # set once the process is reaped
         self._error: Optional[BaseException] = None
         self._thread = threading.Thread(
             target=self._run, args=(env,), name="tf-serving-watch", daemon=True
@@ -126,6 +127,7 @@ class Binary:
         finally:
             self._started.set()
         self.returncode = self.process.wait()
+        self.exited.set()
         if not self.closing and self.on_exit is not None:
             self.on_exit(self.returncode)
 

@@ -21,6 +21,7 @@ For the tests' fault cases, from the environment:
   EIKIT_STANDIN_RECORD=DIR   write DIR/<pid>.json: argv, the config and batching files' text
   EIKIT_STANDIN_HANG=1       load, then never open the ports (a hung start-up)
   EIKIT_STANDIN_FAIL_LOAD=1  fail the start-up as a model that does not load fails it
+  EIKIT_STANDIN_DELAY=S      take S seconds more to load
 """
 
 from __future__ import annotations
@@ -153,6 +154,7 @@ def main(argv: List[str]) -> int:
     except Exception as exc:
         fail_start(str(exc))
     print("loaded: %s" % servables.describe(), flush=True)
+    time.sleep(float(os.environ.get("EIKIT_STANDIN_DELAY") or 0))  # a slow load
     if os.environ.get("EIKIT_STANDIN_HANG"):
         print("EIKIT_STANDIN_HANG: never opening the ports", flush=True)
         while True:
