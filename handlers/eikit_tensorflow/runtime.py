@@ -40,8 +40,20 @@ class TensorFlowRuntime(Runtime):
         the workers."""
         if settings.worker_threads:
             return settings.worker_threads
-        workers = settings.workers or self.default_workers(accelerator)
+        workers = settings.workers or self.default_workers(accelerator, settings)
         return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+    def default_workers(
+        self, accelerator: ProbeResult, settings: Optional[Settings] = None
+    ) -> int:
+        """On the TF Serving binary path, one worker per binary: SAGEMAKER_TFS_INSTANCE_COUNT
+        when set (``serving.default_workers``); else the usual count."""
+        if settings is not None:
+            from eikit_tensorflow import serving
+
+            if serving.find_binary(settings) is not None:
+                return serving.default_workers(settings, accelerator)
+        return super().default_workers(accelerator)
 
     def session(self, accelerator: ProbeResult, settings: Settings, worker: int) -> ModelSession:
         from eikit_tensorflow.session import TensorFlowSession

@@ -212,7 +212,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     settings = _settings(framework=args.framework, accelerator=args.accelerator)
     runtime = find_runtime(settings.framework)
     detection = detect(runtime.probes(settings), settings.accelerator, settings.strict_accelerator)
-    workers = settings.workers or runtime.default_workers(detection.chosen)
+    workers = settings.workers or runtime.default_workers(detection.chosen, settings)
     execution = runtime.execution(settings, detection.chosen)
     if args.json:
         report = detection.to_dict()

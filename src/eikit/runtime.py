@@ -153,7 +153,11 @@ class Runtime(ABC):
         becomes a line of the table and a field of ``--json``. None by default."""
         return {}
 
-    def default_workers(self, accelerator: ProbeResult) -> int:
+    def default_workers(
+        self, accelerator: ProbeResult, settings: Optional[Settings] = None
+    ) -> int:
+        """Workers when ``SAGEMAKER_MODEL_SERVER_WORKERS`` is unset; ``settings`` lets a
+        runtime read its own (TensorFlow: ``SAGEMAKER_TFS_INSTANCE_COUNT``)."""
         if accelerator.kind == "cpu":
             return os.cpu_count() or 1
         if accelerator.kind == "eia":

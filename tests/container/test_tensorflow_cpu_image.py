@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import textwrap
 from pathlib import Path
 from typing import Any, Dict
@@ -177,3 +178,24 @@ def test_input_and_output_handler_script(
     answer = endpoint.invoke(b"1,2,3,4\n0,0,0,0", content_type="text/csv")
     assert answer.status == 200, answer.text
     assert answer.json() == {"rows": [[1.0, 9.5], [0.0, 0.5]], "model": None}
+
+
+def test_multi_model_mode_serves_saved_models_by_name(
+    eikit_endpoint: Any, engine: Any, tensorflow_cpu_image: str, saved_model: Path, tmp_path: Path
+) -> None:
+    """The label's claim: SAGEMAKER_MULTI_MODEL=true, two SavedModel folders (each with its
+    versions) loaded through POST /models, invoked by name, one unloaded."""
+    labels = engine.inspect_image(tensorflow_cpu_image)["Config"]["Labels"]
+    assert labels["com.amazonaws.sagemaker.capabilities.multi-models"] == "true"
+    models = tmp_path / "models"
+    for name in ("first", "second"):
+        shutil.copytree(str(saved_model), str(models / name))
+    endpoint = eikit_endpoint(models, image=tensorflow_cpu_image, env=ENV, multi_model=True)
+    assert sorted(endpoint.models()) == ["first", "second"]
+    rows = [[1.0, 2.0, 3.0, 4.0]]
+    for name in ("first", "second"):
+        answer = endpoint.invoke({"instances": rows}, target_model=name)
+        assert answer.status == 200, answer.text
+        assert answer.json() == {"predictions": [[1.0, 9.5]]}
+    assert endpoint.unload_model("first").status == 200
+    assert endpoint.invoke({"instances": rows}, target_model="first").status == 404

@@ -4,6 +4,7 @@ container parses, TF Serving's JSON rules, the probes and the choice of executio
 from __future__ import annotations
 
 import json
+import os
 import sys
 import types
 from pathlib import Path
@@ -384,3 +385,18 @@ def test_the_eia_images_binary_counts_as_the_ei_build(monkeypatch: pytest.Monkey
     fake_serving(monkeypatch, Path("/usr/local/bin/tensorflow_model_server"))
     binary, why = probes.find_ei_binary(Settings())
     assert binary is None and "not the EI build" in why
+
+
+def test_the_binary_path_runs_one_worker_per_tfs_instance(tmp_path):
+    from eikit.accelerators import cpu_probe
+    from eikit_tensorflow import TensorFlowRuntime
+
+    binary = tmp_path / "tensorflow_model_server"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    runtime = TensorFlowRuntime()
+    cpu = cpu_probe()
+    with_binary = Settings(EIKIT_TFS_BINARY=str(binary), SAGEMAKER_TFS_INSTANCE_COUNT=3)
+    assert runtime.default_workers(cpu, with_binary) == 3
+    in_process = Settings(EIKIT_TFS_BINARY="none", SAGEMAKER_TFS_INSTANCE_COUNT=3)
+    assert runtime.default_workers(cpu, in_process) == (os.cpu_count() or 1)

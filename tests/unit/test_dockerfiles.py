@@ -131,7 +131,7 @@ def test_an_unknown_target_fails_the_build(framework: str) -> None:
 
 
 # Runtimes whose images pass the multi-model container test.
-MULTI_MODEL_FRAMEWORKS = ("pytorch", "mxnet")
+MULTI_MODEL_FRAMEWORKS = ("pytorch", "mxnet", "tensorflow")
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)

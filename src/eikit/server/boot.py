@@ -93,7 +93,7 @@ class Boot:
                     "ready for models (%s runtime, %.1fs)", runtime.name, time.monotonic() - started
                 )
                 return
-            self.worker_count = settings.workers or runtime.default_workers(chosen)
+            self.worker_count = settings.workers or runtime.default_workers(chosen, settings)
             self.stage = "starting workers"
             log.info(
                 "starting %d %s worker(s) for %s (%.1fs)",
