@@ -43,9 +43,7 @@ class TensorFlowRuntime(Runtime):
         workers = settings.workers or self.default_workers(accelerator, settings)
         return max(1, (os.cpu_count() or 1) // max(1, workers))
 
-    def default_workers(
-        self, accelerator: ProbeResult, settings: Optional[Settings] = None
-    ) -> int:
+    def default_workers(self, accelerator: ProbeResult, settings: Optional[Settings] = None) -> int:
         """On the TF Serving binary path, one worker per binary: SAGEMAKER_TFS_INSTANCE_COUNT
         when set (``serving.default_workers``); else the usual count."""
         if settings is not None:

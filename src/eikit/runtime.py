@@ -153,9 +153,7 @@ class Runtime(ABC):
         becomes a line of the table and a field of ``--json``. None by default."""
         return {}
 
-    def default_workers(
-        self, accelerator: ProbeResult, settings: Optional[Settings] = None
-    ) -> int:
+    def default_workers(self, accelerator: ProbeResult, settings: Optional[Settings] = None) -> int:
         """Workers when ``SAGEMAKER_MODEL_SERVER_WORKERS`` is unset; ``settings`` lets a
         runtime read its own (TensorFlow: ``SAGEMAKER_TFS_INSTANCE_COUNT``)."""
         if accelerator.kind == "cpu":
