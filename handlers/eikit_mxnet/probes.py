@@ -20,26 +20,16 @@ import importlib.util
 from pathlib import Path
 from typing import Any, Callable, Optional, Tuple
 
-from eikit.accelerators import ProbeResult, ei_signal_reason
+from eikit.accelerators import (
+    ProbeResult,
+    distribution_version,
+    ei_signal_reason,
+    module_installed,
+    nvidia_device_nodes,
+)
 
 # (device count, reason): count 0 means unavailable and the reason says why.
 CudaCheck = Callable[[], Tuple[int, str]]
-
-
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):  # a half-imported module or a broken parent package
-        return False
-
-
-def _distribution_version(name: str) -> Optional[str]:
-    from importlib import metadata
-
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def _import(name: str) -> Tuple[Optional[Any], str]:
@@ -52,17 +42,17 @@ def _import(name: str) -> Tuple[Optional[Any], str]:
 def mxnet_eia() -> Tuple[Optional[str], str]:
     """(api, description) when this mxnet can bind to ``mx.eia()``, else (None, why not).
     api is ``eimx`` (stock mxnet with the plugin) or ``amazonei_mxnet`` (AWS's build)."""
-    if not _installed("mxnet"):
+    if not module_installed("mxnet"):
         return None, "mxnet is not installed"
-    if _installed("eimx"):
+    if module_installed("eimx"):
         plugin, failure = _import("eimx")
         if plugin is None:
             return None, failure
         api = "eimx"
-        found = "eimx %s" % (_distribution_version("eimx") or getattr(plugin, "__version__", "?"))
+        found = "eimx %s" % (distribution_version("eimx") or getattr(plugin, "__version__", "?"))
     else:
         api = "amazonei_mxnet"
-        found = "amazonei_mxnet %s" % _distribution_version("amazonei_mxnet")
+        found = "amazonei_mxnet %s" % distribution_version("amazonei_mxnet")
     mx, failure = _import("mxnet")
     if mx is None:
         return None, failure
@@ -71,7 +61,7 @@ def mxnet_eia() -> Tuple[Optional[str], str]:
         return None, "mxnet %s has no mx.eia() (neither amazonei_mxnet nor eimx is installed)" % (
             getattr(mx, "__version__", "?")
         )
-    if api == "amazonei_mxnet" and _distribution_version("amazonei_mxnet") is None:
+    if api == "amazonei_mxnet" and distribution_version("amazonei_mxnet") is None:
         found = "EI-enabled mxnet %s" % getattr(mx, "__version__", "?")
     return api, "%s, mx.eia()" % found
 
@@ -98,11 +88,7 @@ def eia_probe(accelerator_present: bool) -> ProbeResult:
 
 def mxnet_cuda_check(device_root: Path = Path("/dev")) -> Tuple[int, str]:
     """The real CUDA check: device nodes, then ``mx.context.num_gpus()``."""
-    try:
-        nodes = list(device_root.glob("nvidia[0-9]*"))
-    except OSError:
-        nodes = []
-    if not nodes:
+    if not nvidia_device_nodes(device_root):
         return 0, "no NVIDIA devices (%s/nvidia[0-9]*)" % device_root
     import mxnet as mx
 

@@ -25,9 +25,16 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
-from eikit.accelerators import ProbeResult, ei_signal_reason, neuron_device_nodes
+from eikit.accelerators import (
+    ProbeResult,
+    distribution_version,
+    ei_signal_reason,
+    module_installed,
+    neuron_device_nodes,
+    nvidia_device_nodes,
+)
 
 # (device count, reason): count 0 means unavailable and the reason says why.
 CudaCheck = Callable[[], Tuple[int, str]]
@@ -35,25 +42,9 @@ CudaCheck = Callable[[], Tuple[int, str]]
 NEURON_PACKAGES = ("torch_neuronx", "torch_neuron")
 
 
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):  # a half-imported module or a broken parent package
-        return False
-
-
-def _distribution_version(name: str) -> Optional[str]:
-    from importlib import metadata
-
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def _torcheia() -> Tuple[Optional[str], str]:
     """('torcheia', description) when the plugin imports, else (None, why not)."""
-    if not _installed("torcheia"):
+    if not module_installed("torcheia"):
         return None, "torcheia is not installed"
     try:
         module = importlib.import_module("torcheia")
@@ -62,13 +53,13 @@ def _torcheia() -> Tuple[Optional[str], str]:
             type(exc).__name__,
             exc,
         )
-    version = _distribution_version("torcheia") or getattr(module, "__version__", "?")
+    version = distribution_version("torcheia") or getattr(module, "__version__", "?")
     return "torcheia", "torcheia %s" % version
 
 
 def _torch_eia() -> Tuple[Optional[str], str]:
     """('torch_eia', description) when torch is AWS's EI build (1.3.1), else (None, why not)."""
-    version = _distribution_version("torch_eia")
+    version = distribution_version("torch_eia")
     if version is not None:
         return "torch_eia", "torch_eia %s" % version
     try:
@@ -106,7 +97,7 @@ def eia_probe(accelerator_present: bool) -> ProbeResult:
 
 def neuron_probe(device_root: Path) -> ProbeResult:
     nodes = neuron_device_nodes(device_root)
-    package = next((name for name in NEURON_PACKAGES if _installed(name)), None)
+    package = next((name for name in NEURON_PACKAGES if module_installed(name)), None)
     if nodes and package:
         return ProbeResult(
             "neuron",
@@ -131,13 +122,6 @@ def neuron_probe(device_root: Path) -> ProbeResult:
             device_root
         )
     return ProbeResult("neuron", False, reason)
-
-
-def nvidia_device_nodes(device_root: Path) -> List[Path]:
-    try:
-        return sorted(device_root.glob("nvidia[0-9]*"))
-    except OSError:
-        return []
 
 
 def torch_cuda_check(device_root: Path = Path("/dev")) -> Tuple[int, str]:

@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Tuple
 
-from eikit.accelerators import ProbeResult, ei_signal_reason
+from eikit.accelerators import ProbeResult, ei_signal_reason, nvidia_device_nodes
 
 if TYPE_CHECKING:
     from eikit.settings import Settings
@@ -81,13 +81,6 @@ def eia_probe(accelerator_present: bool, check: EiBinaryCheck) -> ProbeResult:
         count=1,
         detail={"binary": str(binary)},
     )
-
-
-def nvidia_device_nodes(device_root: Path) -> list:
-    try:
-        return sorted(device_root.glob("nvidia[0-9]*"))
-    except OSError:
-        return []
 
 
 def tf_cuda_check(device_root: Path = Path("/dev")) -> Tuple[int, str]:

@@ -130,3 +130,35 @@ def neuron_device_nodes(device_root: Path) -> List[Path]:
         return sorted(device_root.glob("neuron[0-9]*"))
     except OSError:
         return []
+
+
+# --- what the runtimes' probes share (none of it imports a framework) -----------------
+
+
+def module_installed(module: str) -> bool:
+    """Whether ``module`` could be imported, without importing it."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a half-imported module or a broken parent package
+        return False
+
+
+def distribution_version(name: str) -> Optional[str]:
+    """The installed version of distribution ``name``, or None."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def nvidia_device_nodes(device_root: Path) -> List[Path]:
+    """``nvidia0``, ``nvidia1``, ... under ``device_root``: looked for before a framework is
+    imported to count GPUs (importing one costs seconds)."""
+    try:
+        return sorted(device_root.glob("nvidia[0-9]*"))
+    except OSError:
+        return []
