@@ -18,7 +18,7 @@ import subprocess
 import textwrap
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List, Sequence
 
 import pytest
 
@@ -93,13 +93,21 @@ def _run_script(*argv: str) -> None:
     TIMINGS.append("scripts/%s took %.0f s" % (" ".join(argv), time.monotonic() - started))
 
 
-@pytest.fixture(scope="session")
-def pytorch_cpu_image(engine: Any) -> str:
-    """The pytorch cpu image, built offline (layers cached between sessions)."""
-    prebuilt = os.environ.get("EIKIT_CONTAINER_TEST_IMAGE")
+def cpu_test_image(
+    engine: Any,
+    framework: str,
+    tag: str,
+    prebuilt_variable: str,
+    wheelhouse: str = WHEELHOUSE,
+    wheelhouse_args: Sequence[str] = (),
+) -> str:
+    """``framework``'s cpu image, built offline from the base image and a wheelhouse
+    (``scripts/make-wheelhouse [wheelhouse_args] wheelhouse``; layers cached between
+    sessions), tagged ``tag``; or the prebuilt image the variable ``prebuilt_variable`` names."""
+    prebuilt = os.environ.get(prebuilt_variable)
     if prebuilt:
         if not _has_image(engine, prebuilt):
-            pytest.fail("EIKIT_CONTAINER_TEST_IMAGE=%s is not on the engine" % prebuilt)
+            pytest.fail("%s=%s is not on the engine" % (prebuilt_variable, prebuilt))
         return prebuilt
     if not _has_image(engine, BASE_IMAGE):
         if os.geteuid() != 0:
@@ -107,14 +115,49 @@ def pytorch_cpu_image(engine: Any) -> str:
                 "base image %s missing: run scripts/make-base-image %s" % ((BASE_IMAGE,) * 2)
             )
         _run_script("make-base-image", BASE_IMAGE)
-    _run_script("make-wheelhouse", WHEELHOUSE)
-    spec = image_spec("pytorch", "cpu", base_image=BASE_IMAGE, wheelhouse=ROOT / WHEELHOUSE)
-    result = build_image(spec, [TEST_TAG], client=engine)
+    options = [arg for arg in wheelhouse_args if arg.startswith("--")]
+    requirements = [arg for arg in wheelhouse_args if not arg.startswith("--")]
+    _run_script("make-wheelhouse", *options, wheelhouse, *requirements)
+    spec = image_spec(framework, "cpu", base_image=BASE_IMAGE, wheelhouse=ROOT / wheelhouse)
+    result = build_image(spec, [tag], client=engine)
     TIMINGS.append(
-        "built %s in %.0f s (%d of %d steps cached)"
-        % (result.tags[0], result.seconds, result.cached_steps, result.steps)
+        "built %s in %.0f s (%d of %d steps cached), %.0f MB"
+        % (
+            result.tags[0],
+            result.seconds,
+            result.cached_steps,
+            result.steps,
+            engine.inspect_image(tag)["Size"] / 1e6,
+        )
     )
-    return TEST_TAG
+    return tag
+
+
+def run_in_image(engine: Any, image: str, command: Any, binds: Dict[str, str]) -> str:
+    """Run ``command`` in ``image`` to the end (host network; ``binds``: host folder ->
+    container folder, read-write); its output, failing the test unless it exits 0."""
+    container = engine.create_container(
+        image,
+        command=command,
+        volumes=list(binds.values()),
+        host_config=engine.create_host_config(
+            network_mode="host", binds={k: {"bind": v, "mode": "rw"} for k, v in binds.items()}
+        ),
+    )
+    try:
+        engine.start(container)
+        status = engine.wait(container, timeout=300)["StatusCode"]
+        output = engine.logs(container).decode("utf-8", "replace")
+    finally:
+        engine.remove_container(container, force=True)
+    assert status == 0, output
+    return output
+
+
+@pytest.fixture(scope="session")
+def pytorch_cpu_image(engine: Any) -> str:
+    """The pytorch cpu image (``EIKIT_CONTAINER_TEST_IMAGE``: a prebuilt one)."""
+    return cpu_test_image(engine, "pytorch", TEST_TAG, "EIKIT_CONTAINER_TEST_IMAGE")
 
 
 # --- models and scripts -----------------------------------------------------------------------

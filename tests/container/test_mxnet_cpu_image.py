@@ -6,21 +6,17 @@ written for AWS's EI container (``mx.eia()`` in model_fn)."""
 from __future__ import annotations
 
 import io
-import os
 import textwrap
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any
 
 import numpy as np
 import pytest
 
-from eikit.images.build import build_image
-from eikit.images.matrix import image_spec
-from tests.container.conftest import BASE_IMAGE, ROOT, TIMINGS, WHEELHOUSE, _has_image, _run_script
+from tests.container.conftest import ROOT, cpu_test_image, run_in_image
 
 pytestmark = pytest.mark.container
 TEST_TAG = "eikit-test:mxnet-cpu"
-PREBUILT = os.environ.get("EIKIT_CONTAINER_TEST_MXNET_IMAGE")
 ROWS = [[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]]
 EXPECTED = [[1.0, 9.5], [5.0, 21.5]]  # y = [x0, x1 + x2 + x3 + 0.5]
 
@@ -63,44 +59,17 @@ def output_fn(prediction, accept):
 
 @pytest.fixture(scope="session")
 def mxnet_cpu_image(engine: Any) -> str:
-    """The mxnet cpu image, built offline (layers cached between sessions)."""
-    if PREBUILT:
-        if not _has_image(engine, PREBUILT):
-            pytest.fail("EIKIT_CONTAINER_TEST_MXNET_IMAGE=%s is not on the engine" % PREBUILT)
-        return PREBUILT
-    if not _has_image(engine, BASE_IMAGE):
-        if os.geteuid() != 0:
-            pytest.skip(
-                "base image %s missing: run scripts/make-base-image %s" % ((BASE_IMAGE,) * 2)
-            )
-        _run_script("make-base-image", BASE_IMAGE)
+    """The mxnet cpu image (``EIKIT_CONTAINER_TEST_MXNET_IMAGE``: a prebuilt one); mxnet's
+    wheels are the pins in docker/mxnet/wheelhouse.txt."""
     pins = (ROOT / "docker" / "mxnet" / "wheelhouse.txt").read_text().split("\n")
     pins = [line.strip() for line in pins if line.strip() and not line.startswith("#")]
-    _run_script("make-wheelhouse", "--no-torch", WHEELHOUSE, *pins)
-    spec = image_spec("mxnet", "cpu", base_image=BASE_IMAGE, wheelhouse=ROOT / WHEELHOUSE)
-    result = build_image(spec, [TEST_TAG], client=engine)
-    size = engine.inspect_image(TEST_TAG)["Size"] / 1e6
-    TIMINGS.append(
-        "built %s in %.0f s (%d of %d steps cached), %.0f MB"
-        % (result.tags[0], result.seconds, result.cached_steps, result.steps, size)
+    return cpu_test_image(
+        engine,
+        "mxnet",
+        TEST_TAG,
+        "EIKIT_CONTAINER_TEST_MXNET_IMAGE",
+        wheelhouse_args=["--no-torch", *pins],
     )
-    return TEST_TAG
-
-
-def _run(engine: Any, image: str, command: list, binds: Dict[str, Any]) -> str:
-    container = engine.create_container(
-        image,
-        command=command,
-        host_config=engine.create_host_config(network_mode="host", binds=binds),
-    )
-    try:
-        engine.start(container)
-        status = engine.wait(container, timeout=300)["StatusCode"]
-        output = engine.logs(container).decode("utf-8", "replace")
-    finally:
-        engine.remove_container(container, force=True)
-    assert status == 0, output
-    return output
 
 
 @pytest.fixture(scope="session")
@@ -109,8 +78,7 @@ def models(engine: Any, mxnet_cpu_image: str, tmp_path_factory: pytest.TempPathF
     root = tmp_path_factory.mktemp("mxnet-models")
     (root / "module").mkdir()
     (root / "gluon").mkdir()
-    binds = {str(root): {"bind": "/out", "mode": "rw"}}
-    _run(engine, mxnet_cpu_image, ["python", "-c", MAKE_MODELS], binds)
+    run_in_image(engine, mxnet_cpu_image, ["python", "-c", MAKE_MODELS], {str(root): "/out"})
     return root
 
 

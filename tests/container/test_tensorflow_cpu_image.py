@@ -17,13 +17,11 @@ import os
 import shutil
 import textwrap
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any
 
 import pytest
 
-from eikit.images.build import build_image
-from eikit.images.matrix import image_spec
-from tests.container.conftest import BASE_IMAGE, LEAN, ROOT, TIMINGS, _has_image, _run_script
+from tests.container.conftest import LEAN, cpu_test_image, run_in_image
 
 pytestmark = pytest.mark.container
 
@@ -70,52 +68,15 @@ def output_handler(response, context):
 
 @pytest.fixture(scope="module")
 def tensorflow_cpu_image(engine: Any) -> str:
-    prebuilt = os.environ.get("EIKIT_CONTAINER_TEST_TF_IMAGE")
-    if prebuilt:
-        if not _has_image(engine, prebuilt):
-            pytest.fail("EIKIT_CONTAINER_TEST_TF_IMAGE=%s is not on the engine" % prebuilt)
-        return prebuilt
-    if not _has_image(engine, BASE_IMAGE):
-        if os.geteuid() != 0:
-            pytest.skip(
-                "base image %s missing: run scripts/make-base-image %s" % ((BASE_IMAGE,) * 2)
-            )
-        _run_script("make-base-image", BASE_IMAGE)
-    _run_script(
-        "make-wheelhouse", "--no-torch", TF_WHEELHOUSE, "tensorflow-cpu==2.21.0", "requests"
+    """The tensorflow cpu image (``EIKIT_CONTAINER_TEST_TF_IMAGE``: a prebuilt one)."""
+    return cpu_test_image(
+        engine,
+        "tensorflow",
+        TF_TAG,
+        "EIKIT_CONTAINER_TEST_TF_IMAGE",
+        TF_WHEELHOUSE,
+        ["--no-torch", "tensorflow-cpu==2.21.0", "requests"],
     )
-    spec = image_spec("tensorflow", "cpu", base_image=BASE_IMAGE, wheelhouse=ROOT / TF_WHEELHOUSE)
-    result = build_image(spec, [TF_TAG], client=engine)
-    TIMINGS.append(
-        "built %s in %.0f s (%d of %d steps cached), %.0f MB"
-        % (
-            result.tags[0],
-            result.seconds,
-            result.cached_steps,
-            result.steps,
-            engine.inspect_image(TF_TAG)["Size"] / 1e6,
-        )
-    )
-    return TF_TAG
-
-
-def _run(engine: Any, image: str, command: Any, binds: Dict[str, str]) -> str:
-    container = engine.create_container(
-        image,
-        command=command,
-        volumes=list(binds.values()),
-        host_config=engine.create_host_config(
-            network_mode="host", binds={k: {"bind": v, "mode": "rw"} for k, v in binds.items()}
-        ),
-    )
-    try:
-        engine.start(container)
-        status = engine.wait(container, timeout=300)["StatusCode"]
-        output = engine.logs(container).decode("utf-8", "replace")
-    finally:
-        engine.remove_container(container, force=True)
-    assert status == 0, output
-    return output
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +87,7 @@ def saved_model(engine: Any, tensorflow_cpu_image: str, tmp_path_factory: Any) -
     model.mkdir()
     (root / "save.py").write_text(SAVE_MODEL)
     os.chmod(str(model), 0o777)
-    _run(
+    run_in_image(
         engine,
         tensorflow_cpu_image,
         ["python", "/work/save.py", "/work/model"],
@@ -140,7 +101,7 @@ ENV = dict(LEAN, EIKIT_FRAMEWORK="tensorflow")
 
 
 def test_image_reports_the_in_process_path(engine: Any, tensorflow_cpu_image: str) -> None:
-    output = _run(engine, tensorflow_cpu_image, ["eikit", "detect", "--json"], {})
+    output = run_in_image(engine, tensorflow_cpu_image, ["eikit", "detect", "--json"], {})
     report = json.loads(output[output.index("{") :])
     assert report["framework"] == "tensorflow" and report["chosen"] == "cpu"
     assert report["execution"] == "in-process", report
