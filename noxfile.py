@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["core", "pytorch", "tensorflow", "mxnet"]
+nox.options.sessions = ["core", "pytorch", "tensorflow", "mxnet", "extras"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.default_venv_backend = "venv"
 nox.options.error_on_missing_interpreters = True
@@ -43,13 +43,14 @@ def pytorch(session: nox.Session) -> None:
     session.run(".venv/bin/python", "-m", "pytest", "tests", *session.posargs, external=True)
 
 
-# mxnet 1.9.1 uses np.bool, removed in numpy 1.24: the constraint is part of the install.
-MXNET = ("mxnet==1.9.1", "numpy<1.24")
+# mxnet 1.9.1 uses np.bool, removed in numpy 1.24; the extra carries numpy<1.24 and the
+# environment installs through it, as users do.
+MXNET = "mxnet==1.9.1"
 
 
 @nox.session(python=PYTHON)
 def mxnet(session: nox.Session) -> None:
-    session.install(*MXNET, "-e", ".[test]")
+    session.install(MXNET, "-e", ".[mxnet,test]")
     session.env["EIKIT_REQUIRE_MXNET"] = "1"  # tests/mxnet fails here, never skips
     pytest(session, "tests/mxnet", "tests/contract")
 # tensorflow-serving-api requires the full ``tensorflow`` package (its messages import
@@ -63,3 +64,47 @@ def tensorflow(session: nox.Session) -> None:
     session.install("tensorflow-cpu==2.21.0", "-e", ".[test]", *TF_SERVING_API_DEPS)
     session.install("--no-deps", *TF_SERVING_API)
     pytest(session, "tests/tensorflow", "tests/contract")
+
+
+# Each extra as users install it: from the built wheel (not editable) into a fresh environment,
+# on the Pythons it supports, then a real server serves the suites' model with it. MXNet 1.x
+# needs numpy<1.24, which has no wheels past Python 3.11; 3.8 is what AWS's EI images run.
+EXTRA_PYTHONS = {"mxnet": ["3.8", "3.11"], "pytorch": ["3.11"], "tensorflow": ["3.11"]}
+# The sandbox's pip takes torch 2.13.0 (CPU) from local disk; a looser pin pulls a CUDA build.
+SANDBOX_PINS = {"pytorch": ["torch==2.13.0"]}
+
+
+def _interpreter(version: str) -> "str | None":
+    """``pythonX.Y``: on PATH, else one pyenv holds but has not put on PATH (this machine's)."""
+    import glob
+    import os
+    import shutil
+
+    root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    held = sorted(glob.glob("%s/versions/%s.*/bin/python%s" % (root, version, version)))
+    return held[-1] if held else shutil.which("python" + version)
+
+
+@nox.session(python=PYTHON)
+def extras(session: nox.Session) -> None:
+    import glob
+    import shutil
+    import tempfile
+
+    session.install("build", "twine")
+    dist = tempfile.mkdtemp(prefix="eikit-dist-")
+    session.run("python", "-m", "build", "--outdir", dist, silent=True)
+    session.run("twine", "check", "--strict", *glob.glob(dist + "/*"))
+    (wheel,) = glob.glob(dist + "/eikit-*.whl")
+    for extra, pythons in EXTRA_PYTHONS.items():
+        for version in pythons:
+            interpreter = _interpreter(version)
+            if interpreter is None:
+                session.error("python%s is not on PATH (eikit[%s] supports it)" % (version, extra))
+            venv = "%s/venv-%s-%s" % (dist, extra, version)
+            session.run(interpreter, "-m", "venv", venv, external=True)
+            pip = [venv + "/bin/python", "-m", "pip", "install", "--disable-pip-version-check"]
+            session.run(*pip, "-q", "%s[%s]" % (wheel, extra), *SANDBOX_PINS.get(extra, []), external=True)
+            session.run(venv + "/bin/python", "tests/package/serve_extra.py", extra, external=True)
+            shutil.rmtree(venv)
+    shutil.rmtree(dist)
