@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 class TensorFlowRuntime(Runtime):
     name = "tensorflow"
     framework_module = "tensorflow"
+    # AWS's container (serve.py): "loading modules in code/lib, ignoring requirements.txt".
+    lib_replaces_requirements = True
     install_hint = (
         "pip install 'eikit[tensorflow]' (tensorflow-cpu); for EI, AWS's EI build of TF "
         "Serving (amazonei_tensorflow_model_server)"

@@ -106,11 +106,21 @@ def explain_failure(output: List[str], pins: Dict[str, str]) -> str:
     return errors[-1] if errors else "see pip's output above"
 
 
-async def install_requirements(code_dir: Path, target: Optional[Path]) -> None:
+async def install_requirements(
+    code_dir: Path, target: Optional[Path], lib_replaces_requirements: bool = False
+) -> None:
     """pip-install ``code_dir/requirements.txt`` if it exists, never replacing what eikit runs
-    on; pip's output goes to our log."""
+    on; pip's output goes to our log.
+
+    ``lib_replaces_requirements``: AWS's TensorFlow Serving container skips requirements.txt
+    when ``code/lib`` exists (endpoints in network isolation vendor their packages there); its
+    PyTorch and MXNet toolkits (sagemaker-inference) install it whenever it exists. Each
+    runtime says which rule is its own (``Runtime.lib_replaces_requirements``)."""
     requirements = code_dir / "requirements.txt"
     if not requirements.is_file():
+        return
+    if lib_replaces_requirements and (code_dir / "lib").is_dir():
+        log.warning("loading modules in %s, ignoring %s", code_dir / "lib", requirements)
         return
     pins = protected_pins()
     handle, constraints = tempfile.mkstemp(prefix="eikit-constraints-", suffix=".txt")

@@ -131,6 +131,9 @@ class Runtime(ABC):
     # EIKIT_FRAMEWORK unset and several runtimes installed, those whose framework is missing
     # are left out of the choice. None: always a candidate.
     framework_module: Optional[str] = None
+    # AWS's rule for code/requirements.txt beside code/lib: False installs it whatever lib/
+    # holds (sagemaker-inference: PyTorch, MXNet); True skips it when lib/ exists (TensorFlow).
+    lib_replaces_requirements = False
 
     @abstractmethod
     def probes(self, settings: Settings) -> Dict[str, Probe]:

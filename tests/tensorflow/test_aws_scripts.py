@@ -99,11 +99,17 @@ def _lib(endpoint: Endpoint) -> None:
 
 @check("handler_with_requirements")
 def _requirements(endpoint: Endpoint) -> None:
-    assert ok(post(endpoint, {"instances": [1.0]})) == {
-        "predictions": [3.5],
-        "probe": 42,
-        "lib": "0.1",
-    }
+    assert ok(post(endpoint, {"instances": [1.0]})) == {"predictions": [3.5], "probe": 42}
+
+
+@check("handler_with_lib_and_requirements")
+def _lib_and_requirements(endpoint: Endpoint) -> None:
+    # The script itself fails (500) if requirements.txt was installed.
+    assert ok(post(endpoint, {"instances": [1.0]})) == {"predictions": [3.5], "dummy_module": "0.1"}
+    assert any(
+        "ignoring" in line and line.endswith("code/requirements.txt")
+        for line in endpoint.log().splitlines()
+    ), endpoint.log()
 
 
 @check("csv_input_handler")
@@ -184,7 +190,8 @@ def _jsonlines(endpoint: Endpoint) -> None:
 
 SETUP = {
     "handler_with_lib": {"files": LIB},
-    "handler_with_requirements": {"files": LIB, "save": _with_requirements},
+    "handler_with_requirements": {"save": _with_requirements},
+    "handler_with_lib_and_requirements": {"files": LIB, "save": _with_requirements},
 }
 
 

@@ -71,13 +71,18 @@ class Boot:
         settings = self.settings
         started = time.monotonic()
         try:
-            if settings.install_requirements and not settings.multi_model:
-                self.stage = "installing requirements"
-                await install_requirements(settings.code_dir, settings.requirements_target)
-            self.stage = "detecting accelerators"
+            # The runtime first: whether code/lib replaces requirements.txt is its rule.
             runtime = await asyncio.get_running_loop().run_in_executor(
                 None, find_runtime, settings.framework
             )
+            if settings.install_requirements and not settings.multi_model:
+                self.stage = "installing requirements"
+                await install_requirements(
+                    settings.code_dir,
+                    settings.requirements_target,
+                    runtime.lib_replaces_requirements,
+                )
+            self.stage = "detecting accelerators"
             probes = runtime.probes(settings)
             self.detection = await asyncio.get_running_loop().run_in_executor(
                 None, detect, probes, settings.accelerator, settings.strict_accelerator
