@@ -88,3 +88,12 @@ def check_method(method: str) -> str:
             "unknown method %r (TF Serving's REST API has: %s)" % (method, ", ".join(METHODS))
         )
     return method
+
+
+class LoadedModels:
+    """What the default ``model_fn`` returns: the executor and the model requests go to by
+    default."""
+
+    def __init__(self, executor: Executor, default: str) -> None:
+        self.executor = executor
+        self.default = default

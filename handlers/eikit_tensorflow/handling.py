@@ -29,19 +29,19 @@ from __future__ import annotations
 import io
 import logging
 import math
+from pathlib import Path
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Protocol, Tuple
 from urllib.parse import urlsplit
 
 from eikit.errors import EikitError, InferenceError, InternalError, UserScriptError
-from eikit.pipeline import NOT_TIMED, Pipeline, Result, as_body
+from eikit.pipeline import NOT_TIMED, DefaultHooks, Pipeline, Result, as_body
 from eikit_tensorflow import invocation, rest
-from eikit_tensorflow.executor import Executor
+from eikit_tensorflow.executor import Executor, LoadedModels
 
 if TYPE_CHECKING:
     from eikit.context import Context, HeaderSource
     from eikit.user_module import UserHooks
-    from eikit_tensorflow.session import TensorFlowSession
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,13 @@ class _Response:
             raise RuntimeError("%d Error for url: %s" % (self.status_code, self.url))
 
 
+class TensorFlowDefaults(DefaultHooks, Protocol):
+    """What the pipeline needs of the TensorFlow session (``session.TensorFlowSession``):
+    the default hooks, and the models behind ``context.rest_uri``."""
+
+    def load_models(self, model_dir: Path) -> LoadedModels: ...
+
+
 class TensorFlowPipeline:
     """``load()``, ``invoke(...) -> Result``, ``timings`` and ``context``, as the core's
     ``Pipeline`` offers them."""
@@ -129,7 +136,7 @@ class TensorFlowPipeline:
     def __init__(
         self,
         hooks: UserHooks,
-        session: TensorFlowSession,
+        session: TensorFlowDefaults,
         context: Context,
         default_accept: str,
     ) -> None:
@@ -173,8 +180,6 @@ class TensorFlowPipeline:
             self.delegate.load()
             self.timings = NOT_TIMED
             return
-        from pathlib import Path
-
         loaded = self.session.load_models(Path(self.context.model_dir))
         self.executor = loaded.executor
         self.default_model = loaded.default

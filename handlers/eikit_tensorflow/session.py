@@ -25,7 +25,7 @@ from eikit.accelerators import ProbeResult
 from eikit.errors import BadRequest, ConfigurationError
 from eikit.runtime import ModelSession
 from eikit_tensorflow import layout
-from eikit_tensorflow.executor import Executor
+from eikit_tensorflow.executor import Executor, LoadedModels
 from eikit_tensorflow.invocation import default_request
 
 if TYPE_CHECKING:
@@ -61,14 +61,6 @@ def execution_path(settings: Settings) -> Tuple[str, str]:
     if binary is not None:
         return "binary", why
     return "in-process", why + ": TensorFlow runs in the worker"
-
-
-class LoadedModels:
-    """What ``model_fn`` returns: the executor and the model requests go to by default."""
-
-    def __init__(self, executor: Executor, default: str) -> None:
-        self.executor = executor
-        self.default = default
 
 
 class TensorFlowSession(ModelSession):

@@ -1,5 +1,5 @@
 """decode -> hooks -> encode, for one model in one worker. Knows nothing of HTTP, nor of
-the framework: the runtime's ``ModelSession`` supplies the default hooks.
+the framework: the runtime's ``ModelSession`` supplies the default hooks (``DefaultHooks``).
 
 Every mix of user and default hooks hands on what AWS's toolkits hand on
 (sagemaker-inference's ``Transformer``, with the framework's ``DefaultInferenceHandler``):
@@ -29,12 +29,11 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Protocol, Tuple, Union
 
 from eikit import codecs
 from eikit.context import Context, HeaderSource
 from eikit.errors import BadRequest, InternalError
-from eikit.runtime import ModelSession
 from eikit.user_module import UserHooks
 
 log = logging.getLogger(__name__)
@@ -81,11 +80,28 @@ def as_body(produced: Any) -> bytes:
         ) from None
 
 
+class DefaultHooks(Protocol):
+    """The default hooks a runtime supplies: ``eikit.runtime.ModelSession`` (which documents
+    each) implements this. The pipeline sits below the runtimes and knows only this."""
+
+    def model_fn(self, model_dir: Path) -> Any: ...
+
+    def prepare(self, model: Any) -> Any: ...
+
+    def input_fn(self, input_data: Union[bytes, str], content_type: str) -> Any: ...
+
+    def predict_fn(self, data: Any, model: Any) -> Any: ...
+
+    def output_fn(self, prediction: Any, accept: str) -> Tuple[bytes, str]: ...
+
+    def predict(self, model: Any, data: Any) -> Any: ...
+
+
 class Pipeline:
     def __init__(
         self,
         hooks: UserHooks,
-        session: ModelSession,
+        session: DefaultHooks,
         context: Context,
         default_accept: str = codecs.JSON,
         short_path: bool = True,

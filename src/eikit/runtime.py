@@ -113,15 +113,16 @@ class ModelSession(ABC):
 
     # --- the pipeline -------------------------------------------------------------
 
-    def make_pipeline(self, hooks: UserHooks, context: Context, default_accept: str) -> Pipeline:
-        """The object a worker loads the model with and hands each request to: the core's
-        ``Pipeline`` (the ``*_fn`` hooks) unless the framework's AWS container ran scripts
-        another way (TensorFlow's ``input_handler``/``output_handler``). What it returns
-        must offer ``load()``, ``invoke(...) -> Result``, ``timings`` and ``context`` as
-        ``Pipeline`` does; ``hooks.namespace`` holds the script's other names."""
-        from eikit.pipeline import Pipeline
-
-        return Pipeline(hooks, self, context, default_accept)
+    def make_pipeline(
+        self, hooks: UserHooks, context: Context, default_accept: str
+    ) -> Optional[Pipeline]:
+        """A pipeline of the runtime's own, or None (the default) for the core's
+        ``eikit.pipeline.Pipeline`` over these hooks. A runtime whose AWS container ran
+        scripts another way (TensorFlow's ``input_handler``/``output_handler``) returns its
+        own; it must offer ``load()``, ``invoke(...) -> Result``, ``timings`` and
+        ``context`` as ``Pipeline`` does; ``hooks.namespace`` holds the script's other
+        names. (The worker builds the default: ``eikit.pipeline`` sits below the runtimes.)"""
+        return None
 
 
 class Runtime(ABC):

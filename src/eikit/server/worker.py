@@ -89,7 +89,9 @@ def load_pipeline(
                 int(session.device.split(":")[1]) if session.device.startswith("cuda:") else None
             )
             context = Context(str(model_dir), accelerator.kind, session.device, gpu_id)
-            pipeline = session.make_pipeline(hooks, context, settings.default_accept)
+            pipeline = session.make_pipeline(hooks, context, settings.default_accept) or Pipeline(
+                hooks, session, context, settings.default_accept
+            )
             pipeline.load()
         except UserScriptError:
             raise
