@@ -18,8 +18,9 @@ moto's records):
   AWS makes now, with text of our own: a config with an EI accelerator is refused
   (``ei_refused``), since Elastic Inference is no longer available.
 - ShadowProductionVariants, which moto's CreateEndpointConfig drops.
-- InvokeEndpoint answers: moto's are canned; here each image is a "fleet", a function the
-  test gives, and requests go to the old or the new fleet by the traffic share.
+- InvokeEndpoint answers: moto's are canned (and it decodes every body as UTF-8, so binary
+  bodies such as NPY fail); here each image is a "fleet", a function the test gives, and
+  requests go to the old or the new fleet by the traffic share.
 - ListServiceQuotas for SageMaker (moto has VPC quotas only), from ``quotas``.
 - UpdateNotebookInstance, and the Stopping / Pending / Updating states of notebooks.
 
@@ -45,6 +46,7 @@ boto3 = pytest.importorskip("boto3")
 pytest.importorskip("moto")
 pytest.importorskip("flask", reason="the moto server needs moto[server]")
 
+from moto.core.responses import BaseResponse  # noqa: E402
 from moto.moto_server.werkzeug_app import (  # noqa: E402
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -230,7 +232,7 @@ class StandIn:
 
     def pending(self, deployment: Deployment) -> Dict[str, Any]:
         config = self.backend().endpoint_configs[deployment.new_config]
-        status, share = deployment.phases[deployment.index]
+        status = deployment.phases[deployment.index][0]
         return {
             "EndpointConfigName": deployment.new_config,
             "StartTime": deployment.started,
@@ -239,8 +241,7 @@ class StandIn:
                     "VariantName": v["VariantName"],
                     "InstanceType": v["InstanceType"],
                     "DesiredInstanceCount": v.get("InitialInstanceCount", 1),
-                    "CurrentWeight": share,
-                    "DesiredWeight": 1.0,
+                    "DesiredWeight": v.get("InitialVariantWeight", 1.0),
                     "VariantStatus": [
                         {"Status": status, "StartTime": deployment.phase_started[-1]}
                     ],
@@ -374,6 +375,11 @@ def _invoke_endpoint(self: Any) -> Any:
     return 200, {"Content-Type": content_type, "x-Amzn-Invoked-Production-Variant": "v1"}, payload
 
 
+def _runtime_setup_class(self: Any, request: Any, full_url: str, headers: Any, *args: Any) -> None:
+    """moto decodes every request body as UTF-8: NPY and other binary bodies fail."""
+    BaseResponse.setup_class(self, request, full_url, headers, True)
+
+
 def _list_service_quotas(self: Any) -> str:
     if self._get_param("ServiceCode") != "sagemaker" or STAND_IN.quotas is None:
         return json.dumps({"Quotas": []})
@@ -447,7 +453,10 @@ ADDED = {
         "update_notebook_instance": _update_notebook_instance,
         "describe_notebook_instance": _describe_notebook_instance,
     },
-    SageMakerRuntimeResponse: {"invoke_endpoint": _invoke_endpoint},
+    SageMakerRuntimeResponse: {
+        "invoke_endpoint": _invoke_endpoint,
+        "setup_class": _runtime_setup_class,
+    },
     ServiceQuotasResponse: {"list_service_quotas": _list_service_quotas},
 }
 

@@ -105,7 +105,7 @@ class Migration:
             return self.waiter.wait(
                 "endpoint %s" % self.s["endpoint"],
                 self.describe,
-                lambda answer: str(answer.get("EndpointStatus")),
+                _status,
                 done=("InService",),
                 failed=SETTLED[1:],
                 timeout=self.timeout,
@@ -457,6 +457,17 @@ class Migration:
                 "there is no going back to it once the old fleet is gone.",
             )
         )
+
+
+def _status(answer: Dict[str, Any]) -> str:
+    """``Updating (new fleet: Baking)`` while a deployment is under way."""
+    status = str(answer.get("EndpointStatus"))
+    pending = answer.get("PendingDeploymentSummary") or {}
+    for variant in pending.get("ProductionVariants", [])[:1]:
+        stages = [s.get("Status") for s in variant.get("VariantStatus", [])]
+        if stages:
+            return "%s (new fleet: %s)" % (status, ", ".join(map(str, stages)))
+    return status
 
 
 def _exists(describe: Any) -> bool:
