@@ -434,7 +434,9 @@ class Migration:
         kept = s.pop("rollback_scaling", None) or {}
         on_new = answer.get("EndpointConfigName") == s["new_config"]
         wanted: Optional[Dict[str, Any]] = kept.get("scaling")
-        if not wanted:  # it had none (a run stopped before restoring): the migration's own
+        if on_new and not self.state.completed("restore-scaling"):
+            wanted = s["new_scaling"]  # the run was stopped while putting it back: finish that
+        elif not wanted:
             wanted = s["new_scaling"] if on_new else s["scaling"]
         scaling.restore(self.clients, s["endpoint"], wanted, self.run)
         scaling.restore_alarms(self.clients, s["endpoint"], s["alarms"], self._variants(), self.run)
