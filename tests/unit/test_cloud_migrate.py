@@ -397,7 +397,7 @@ def test_cli_dry_run_prints_the_plan_and_changes_nothing(
         "migrate endpoint flowers (account 123456789012, us-east-1)",
         "EI accelerator ml.eia2.medium removed",
         "deployment guardrails: blue/green, canary",
-        "rollback: the old config uses Elastic Inference",
+        "! [rollback] the old config uses Elastic Inference",
         "sagemaker.create_model",
         "sagemaker.create_endpoint_config",
         "cloudwatch.put_metric_alarm",

@@ -195,6 +195,38 @@ def deployment_config(traffic: Traffic, names: List[str]) -> Dict[str, Any]:
     }
 
 
+def plan(
+    endpoint: str,
+    traffic: Traffic,
+    old_variants: List[Dict[str, Any]],
+    variants: List[Dict[str, Any]],
+    marketplace: bool,
+    latency_ms: Optional[float],
+    from_baseline: bool,
+) -> Tuple[Optional[Dict[str, Any]], List[str], List[str]]:
+    """The guardrails of a migration (None: AWS allows none), notes and warnings."""
+    types = [v["InstanceType"] for v in old_variants + variants]
+    counts = [v["InitialInstanceCount"] for v in variants]
+    used, warnings = applicable(traffic, types, counts, marketplace)
+    if used is None:
+        return None, [], warnings
+    latency = latency_ms or 2000.0
+    made = alarms(endpoint, [v["VariantName"] for v in variants], latency)
+    names = [a["AlarmName"] for a in made]
+    planned = {
+        "traffic": used.show(),
+        "alarms": made,
+        "deployment": deployment_config(used, names),
+        "latency_ms": latency,
+        "latency_from_baseline": from_baseline,
+    }
+    note = "deployment guardrails: blue/green, %s; auto-rollback on alarms %s (made now, " % (
+        used.show(),
+        ", ".join(names),
+    )
+    return planned, [note + "deleted after)"], warnings
+
+
 def existing(clients: Clients, names: List[str]) -> List[str]:
     if not names:
         return []

@@ -18,105 +18,31 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Dict, List, Optional, TextIO
+from typing import Any, Dict, List, TextIO
 
 from eikit.cloud import guardrails, parity, scaling
-from eikit.cloud.aws import (
-    Call,
-    Clients,
-    CloudError,
-    Waiter,
-    WaitTimeout,
-    describe_error,
-    is_not_found,
-)
+from eikit.cloud.aws import Call, Clients, CloudError, Waiter, describe_error
 from eikit.cloud.deploy import failure_text
 from eikit.cloud.plan import Options, Plan, plan_migration, show_plan, update_params
+from eikit.cloud.rollback import Rollback
+from eikit.cloud.runner import SETTLED, Runner, exists
 from eikit.cloud.state import StateFile
 
 __all__ = ["Migration", "Options", "Plan", "plan_migration", "show_plan", "start"]
-
-SETTLED = ("InService", "Failed", "OutOfService", "UpdateRollbackFailed")
 
 
 class ParityFailed(CloudError):
     """The new endpoint answers differently and the old config cannot come back."""
 
 
-class Migration:
-    """Runs (or resumes, or rolls back) one migration recorded in a state file."""
+class Migration(Runner):
+    """Runs (or resumes) one migration recorded in a state file."""
 
     def __init__(
         self, clients: Clients, state: StateFile, waiter: Waiter, timeout: float, out: TextIO
     ) -> None:
-        self.clients = clients
-        self.state = state
-        self.waiter = waiter
-        self.timeout = timeout
-        self.out = out
-        self._baked: List[str] = []
-
-    @property
-    def s(self) -> Dict[str, Any]:
-        return self.state.data
-
-    def say(self, text: str) -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
-
-    def run(self, call: Call) -> Any:
-        self.say("  %s.%s %s" % (call.service, call.operation, call.why or _brief(call.params)))
-        try:
-            return call.run(self.clients)
-        except Exception as exc:
-            raise CloudError(
-                "%s.%s failed: %s (step %s; `eikit migrate resume --state %s` retries, "
-                "`eikit migrate rollback --state %s` undoes)"
-                % (
-                    call.service,
-                    call.operation,
-                    describe_error(exc),
-                    self.state.step,
-                    self.state.path,
-                    self.state.path,
-                )
-            ) from exc
-
-    def check_account(self) -> None:
-        """Act only on the account and region the state file was written for."""
-        account, region = self.clients.account(), self.clients.region
-        if account != self.s["account"] or region != self.s["region"]:
-            raise CloudError(
-                "%s is a migration in account %s, %s; these credentials are for account %s, %s: "
-                "use the profile and region of that account"
-                % (self.state.path, self.s["account"], self.s["region"], account, region)
-            )
-
-    def describe(self) -> Dict[str, Any]:
-        return dict(self.clients.sagemaker.describe_endpoint(EndpointName=self.s["endpoint"]))
-
-    def settle(self, each: Any = None) -> Dict[str, Any]:
-        """Wait while the endpoint is Creating/Updating/RollingBack...; its last description."""
-        self.say(
-            "waiting for the endpoint to settle (10-15 minutes is normal, more with baking "
-            "periods; timeout %d min)" % (self.timeout // 60)
-        )
-        try:
-            return self.waiter.wait(
-                "endpoint %s" % self.s["endpoint"],
-                self.describe,
-                _status,
-                done=("InService",),
-                failed=SETTLED[1:],
-                timeout=self.timeout,
-                each=each,
-            )
-        except WaitTimeout as exc:
-            raise CloudError(
-                "%s. Nothing was rolled back: `eikit migrate resume --state %s` waits again, "
-                "`eikit migrate rollback --state %s` goes back to %s"
-                % (exc, self.state.path, self.state.path, self.s["old_config"])
-            ) from exc
+        super().__init__(clients, state, waiter, timeout, out)
+        self._baked: List[str] = []  # the baking periods already checked for parity
 
     # --- forward ------------------------------------------------------------------------
 
@@ -153,11 +79,11 @@ class Migration:
     def step_create(self) -> bool:
         sm = self.clients.sagemaker
         for model in self.s["models"]:
-            if not _exists(functools.partial(sm.describe_model, ModelName=model["ModelName"])):
+            if not exists(functools.partial(sm.describe_model, ModelName=model["ModelName"])):
                 self.run(Call("sagemaker", "create_model", model))
         config = self.s["config"]
         name = config["EndpointConfigName"]
-        if not _exists(functools.partial(sm.describe_endpoint_config, EndpointConfigName=name)):
+        if not exists(functools.partial(sm.describe_endpoint_config, EndpointConfigName=name)):
             self.run(Call("sagemaker", "create_endpoint_config", config))
         return True
 
@@ -199,9 +125,6 @@ class Migration:
         )
         return True
 
-    def _alarm_names(self) -> List[str]:
-        return [a["AlarmName"] for a in (self.s.get("guardrails") or {}).get("alarms", [])]
-
     def step_guardrails(self) -> bool:
         there = guardrails.existing(self.clients, self._alarm_names())
         for alarm in self.s["guardrails"]["alarms"]:
@@ -218,9 +141,6 @@ class Migration:
                 )
             )
         return True
-
-    def _variants(self) -> List[str]:
-        return sorted(v["VariantName"] for v in self.s["old_variants"])
 
     def step_remove_scaling(self) -> bool:
         scaling.remove(self.clients, self.s["endpoint"], self._variants(), self.run)
@@ -307,12 +227,6 @@ class Migration:
         )
         return True
 
-    def step_remove_guardrails(self) -> bool:
-        there = guardrails.existing(self.clients, self._alarm_names())
-        if there:
-            self.run(Call("cloudwatch", "delete_alarms", {"AlarmNames": there}, "guardrails"))
-        return True
-
     def step_verify(self) -> bool:
         p = self.s["parity"]
         report = parity.check(
@@ -356,138 +270,17 @@ class Migration:
 
     # --- back ---------------------------------------------------------------------------
 
+    def step_remove_guardrails(self) -> bool:
+        self.remove_guardrails()
+        return True
+
+    def rollback(self) -> int:
+        return Rollback(self.clients, self.state, self.waiter, self.timeout, self.out).rollback()
+
     def _rollback_after_failure(self) -> int:
         self.say("the migration failed: going back to %s" % self.s["old_config"])
         self.rollback()
         return 1
-
-    def rollback(self) -> int:
-        """Put the endpoint back on the old config with its autoscaling, or, when AWS refuses
-        the old config, leave it where it is with the autoscaling it had; 0 rolled back."""
-        s = self.s
-        if self.state.step == "rolled-back":
-            self.say("the migration of %s was already rolled back" % s["endpoint"])
-            return 0
-        self.check_account()
-        self.state.advance("rolling-back", s.get("failure", "rollback asked for"))
-        answer = self.describe()
-        if answer.get("EndpointStatus") not in SETTLED:
-            pending = (answer.get("PendingDeploymentSummary") or {}).get("EndpointConfigName")
-            if pending == s["new_config"] and guardrails.existing(
-                self.clients, [guardrails.stop_alarm(s["endpoint"])]
-            ):
-                self.say("the update is under way: asking SageMaker to shift back to the old fleet")
-                for call in guardrails.stop_calls(s["endpoint"], "eikit migrate rollback"):
-                    self.run(call)
-            answer = self.settle()
-        if (answer.get("EndpointStatus"), answer.get("EndpointConfigName")) != (
-            "InService",
-            s["old_config"],
-        ):
-            if not self._update_back(answer):
-                return 1
-        else:
-            self.say(
-                "endpoint %s is InService on the old config %s" % (s["endpoint"], s["old_config"])
-            )
-        scaling.restore(self.clients, s["endpoint"], s["scaling"], self.run)
-        scaling.restore_alarms(self.clients, s["endpoint"], s["alarms"], self._variants(), self.run)
-        self.step_remove_guardrails()
-        s.pop("rollback_scaling", None)
-        self.state.advance("rolled-back", "InService on the old config, autoscaling restored")
-        left = [m["ModelName"] for m in s["models"]] + [s["new_config"]]
-        self.say(
-            "rolled back: endpoint %s is InService on %s with its autoscaling. Left in place "
-            "for inspection: %s" % (s["endpoint"], s["old_config"], ", ".join(left))
-        )
-        return 0
-
-    def _update_back(self, answer: Dict[str, Any]) -> bool:
-        """UpdateEndpoint to the old config, its autoscaling recorded first; False refused."""
-        s = self.s
-        if s.get("rollback_scaling") is None:  # what the endpoint has now, kept if AWS refuses
-            s["rollback_scaling"] = {
-                "config": answer.get("EndpointConfigName"),
-                "scaling": scaling.record(self.clients, s["endpoint"], self._variants()),
-            }
-            self.state.save()
-        scaling.remove(self.clients, s["endpoint"], self._variants(), self.run)
-        params = {"EndpointName": s["endpoint"], "EndpointConfigName": s["old_config"]}
-        try:
-            self.run(Call("sagemaker", "update_endpoint", params, "back to the old config"))
-        except CloudError as exc:
-            self._refused(describe_error(exc.__cause__ or exc))
-            return False
-        answer = self.settle()
-        if (answer.get("EndpointStatus"), answer.get("EndpointConfigName")) != (
-            "InService",
-            s["old_config"],
-        ):
-            self._refused(failure_text(answer, self.clients.region))
-            return False
-        return True
-
-    def _refused(self, why: str) -> None:
-        """AWS would not go back: leave the endpoint where it is, with its autoscaling."""
-        s = self.s
-        answer = self.describe()
-        kept = s.pop("rollback_scaling", None) or {}
-        on_new = answer.get("EndpointConfigName") == s["new_config"]
-        wanted: Optional[Dict[str, Any]] = kept.get("scaling")
-        if on_new and not self.state.completed("restore-scaling"):
-            wanted = s["new_scaling"]  # the run was stopped while putting it back: finish that
-        elif not wanted:
-            wanted = s["new_scaling"] if on_new else s["scaling"]
-        scaling.restore(self.clients, s["endpoint"], wanted, self.run)
-        scaling.restore_alarms(self.clients, s["endpoint"], s["alarms"], self._variants(), self.run)
-        self.step_remove_guardrails()
-        s["rollback_refused"] = why
-        settled = answer.get("EndpointStatus") == "InService"
-        self.state.advance(
-            "done" if settled and on_new else "rolling-back", "rollback refused: %s" % why[:200]
-        )
-        self.say(
-            "rollback refused: %s\nendpoint %s stays %s on %s, with its autoscaling put back.%s"
-            % (
-                why,
-                s["endpoint"],
-                answer.get("EndpointStatus"),
-                answer.get("EndpointConfigName"),
-                ""
-                if s.get("old_redeployable")
-                else " The old config uses Elastic Inference, which AWS no longer provisions: "
-                "there is no going back to it once the old fleet is gone.",
-            )
-        )
-
-
-def _status(answer: Dict[str, Any]) -> str:
-    """``Updating (new fleet: Baking)`` while a deployment is under way."""
-    status = str(answer.get("EndpointStatus"))
-    pending = answer.get("PendingDeploymentSummary") or {}
-    for variant in pending.get("ProductionVariants", [])[:1]:
-        stages = [s.get("Status") for s in variant.get("VariantStatus", [])]
-        if stages:
-            return "%s (new fleet: %s)" % (status, ", ".join(map(str, stages)))
-    return status
-
-
-def _exists(describe: Any) -> bool:
-    try:
-        describe()
-    except Exception as exc:
-        if is_not_found(exc):
-            return False
-        raise
-    return True
-
-
-def _brief(params: Dict[str, Any]) -> str:
-    return " ".join(
-        "%s=%s" % (k, v)
-        for k, v in sorted(params.items())
-        if k.endswith("Name") or k == "ResourceId"
-    )
 
 
 def start(

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, TextIO, Tuple
 
 from eikit.cloud import guardrails, preflight, scaling
 from eikit.cloud.aws import Call, Clients, CloudError, describe_error, resource_name
-from eikit.cloud.images import instance_family, parse_image, target_for
+from eikit.cloud.variants import Planner, is_set
 
 CONFIG_KEYS = (  # CreateEndpointConfig parameters copied from the old config when set
     "DataCaptureConfig",
@@ -26,21 +26,6 @@ CONFIG_KEYS = (  # CreateEndpointConfig parameters copied from the old config wh
     "VpcConfig",
     "EnableNetworkIsolation",
 )
-MODEL_KEYS = ("ExecutionRoleArn", "VpcConfig", "EnableNetworkIsolation")
-CONTAINER_KEYS = (
-    "ContainerHostname",
-    "ImageConfig",
-    "Mode",
-    "ModelDataUrl",
-    "ModelDataSource",
-    "Environment",
-    "ModelPackageName",
-    "InferenceSpecificationName",
-    "MultiModelConfig",
-)
-VARIANT_DROPPED = ("AcceleratorType", "InferenceAmiVersion")
-# Families whose instances have local NVMe storage, where SageMaker takes no VolumeSizeInGB.
-NVME_FAMILIES = ("c5d", "m5d", "r5d", "g4dn", "g5", "g6", "g6e", "p3dn", "p4d", "p4de", "p5")
 
 
 @dataclass
@@ -79,8 +64,10 @@ class Plan:
                     for m in s["models"]
                 ]
                 calls.append(Call("sagemaker", "create_endpoint_config", s["config"]))
-            elif step == "baseline":
-                calls.append(Call("sagemaker-runtime", "invoke_endpoint", {}, "record answers"))
+            elif step in ("baseline", "verify"):
+                why = "record the answers" if step == "baseline" else "compare the answers"
+                params = {"EndpointName": s["endpoint"], "Samples": s["parity"]["samples"]}
+                calls.append(Call("sagemaker-runtime", "invoke_endpoint", params, why))
             elif step == "guardrails":
                 calls += [
                     Call("cloudwatch", "put_metric_alarm", a, "guardrail")
@@ -99,8 +86,6 @@ class Plan:
             elif step == "remove-guardrails":
                 names = [a["AlarmName"] for a in s["guardrails"]["alarms"]]
                 calls.append(Call("cloudwatch", "delete_alarms", {"AlarmNames": names}))
-            elif step == "verify":
-                calls.append(Call("sagemaker-runtime", "invoke_endpoint", {}, "compare answers"))
         return calls
 
 
@@ -110,106 +95,6 @@ def update_params(s: Dict[str, Any]) -> Dict[str, Any]:
     if deployment:
         params["DeploymentConfig"] = deployment
     return params
-
-
-def _set(value: Any) -> bool:
-    """moto and LocalStack answer ``{}`` or ``[]`` for a setting that was never made."""
-    return value not in (None, {}, [], "")
-
-
-def _new_image(current: str, target: str, image: Optional[str]) -> Optional[str]:
-    """The image the model needs on ``target`` (None: keep ``current``), or refuse."""
-    if image:
-        return image if image != current else None
-    parsed = parse_image(current)
-    if parsed is None:
-        raise CloudError(
-            "the model's image %s is not an eikit image, so eikit cannot tell which image "
-            "serves on a %s instance: pass --image URI" % (current, target)
-        )
-    if parsed.target == target:
-        return None
-    return parsed.with_target(target).uri
-
-
-class _Planner:
-    """Reads the endpoint and builds the state; one per plan."""
-
-    def __init__(
-        self, clients: Clients, endpoint: str, instance_type: str, suffix: str, opts: Options
-    ) -> None:
-        self.clients = clients
-        self.endpoint = endpoint
-        self.instance_type = instance_type
-        self.suffix = suffix
-        self.opts = opts
-        self.target = target_for(instance_type)
-        self.notes: List[str] = []
-        self.warnings: List[str] = []
-        self.models: List[Dict[str, Any]] = []
-        self.swapped: Dict[str, str] = {}
-        self.images: List[str] = []
-
-    def variant(self, old: Dict[str, Any], count: int) -> Dict[str, Any]:
-        variant = {k: copy.deepcopy(v) for k, v in old.items() if k not in VARIANT_DROPPED}
-        if old.get("AcceleratorType"):
-            self.notes.append(
-                "variant %s: EI accelerator %s removed"
-                % (old["VariantName"], old["AcceleratorType"])
-            )
-        if "VolumeSizeInGB" in variant and instance_family(self.instance_type) in NVME_FAMILIES:
-            del variant["VolumeSizeInGB"]
-            self.warnings.append(
-                "variant %s: VolumeSizeInGB dropped: %s has NVMe instance storage, where "
-                "SageMaker takes no EBS volume size" % (old["VariantName"], self.instance_type)
-            )
-        variant["InstanceType"] = self.instance_type
-        variant["InitialInstanceCount"] = int(count)
-        model_name = old["ModelName"]
-        if model_name not in self.swapped:
-            self.swapped[model_name] = self.swap_model(model_name)
-        variant["ModelName"] = self.swapped[model_name]
-        return variant
-
-    def swap_model(self, model_name: str) -> str:
-        """The model the new config uses: the same one, or a copy with the target's image."""
-        described = dict(self.clients.sagemaker.describe_model(ModelName=model_name))
-        containers = [described["PrimaryContainer"]] if described.get("PrimaryContainer") else []
-        containers = containers or list(described.get("Containers", []))
-        if len(containers) != 1:
-            if self.opts.image:
-                raise CloudError(
-                    "model %s has %d containers (an inference pipeline); eikit swaps one image "
-                    "only" % (model_name, len(containers))
-                )
-            self.notes.append(
-                "model %s: %d containers, kept as it is" % (model_name, len(containers))
-            )
-            return model_name
-        current = containers[0]["Image"]
-        new_image = _new_image(current, self.target, self.opts.image)
-        if new_image is None:
-            self.notes.append(
-                "model %s: image %s kept (it serves on %s)" % (model_name, current, self.target)
-            )
-            self.images.append(current)
-            return model_name
-        self.images.append(new_image)
-        container = {
-            k: copy.deepcopy(v) for k, v in containers[0].items() if k in CONTAINER_KEYS and _set(v)
-        }
-        container["Image"] = new_image
-        new_name = resource_name(model_name, self.suffix)
-        create: Dict[str, Any] = {"ModelName": new_name, "PrimaryContainer": container}
-        for key in MODEL_KEYS:
-            if _set(described.get(key)):
-                create[key] = copy.deepcopy(described[key])
-        self.models.append(create)
-        self.notes.append(
-            "model %s: new model %s with image %s (was %s)"
-            % (model_name, new_name, new_image, current)
-        )
-        return new_name
 
 
 def plan_migration(
@@ -224,7 +109,7 @@ def plan_migration(
     opts = opts or Options()
     if image:
         opts.image = image
-    planner = _Planner(clients, endpoint, instance_type, suffix, opts)
+    planner = Planner(clients, endpoint, instance_type, suffix, opts.image)
     sm = clients.sagemaker
     try:
         described = dict(sm.describe_endpoint(EndpointName=endpoint))
@@ -250,12 +135,13 @@ def plan_migration(
     }
     names = [v["VariantName"] for v in config["ProductionVariants"]]
     recorded = scaling.record(clients, endpoint, names)
+    new_scaling = _new_scaling(endpoint, recorded, names, opts, planner.notes)
     variants = []
     for old in config["ProductionVariants"]:
         name = old["VariantName"]
         count = current_counts.get(name) or old.get("InitialInstanceCount") or 1
-        if name in recorded:
-            limits = recorded[name]["target"]
+        if name in new_scaling:  # within the autoscaling limits it will have
+            limits = new_scaling[name]["target"]
             count = max(limits["MinCapacity"], min(count, limits["MaxCapacity"]))
         variant = planner.variant(old, count)
         planner.notes.append(
@@ -285,11 +171,10 @@ def plan_migration(
         "ProductionVariants": variants,
     }
     for key in CONFIG_KEYS:
-        if _set(config.get(key)):
+        if is_set(config.get(key)):
             create_config[key] = copy.deepcopy(config[key])
     if shadows:
         create_config["ShadowProductionVariants"] = shadows
-    new_scaling = _new_scaling(endpoint, recorded, names, opts, planner.notes)
     alarms = scaling.record_alarms(clients, recorded)
     state = {
         "kind": "endpoint-migration",
@@ -310,7 +195,7 @@ def plan_migration(
     plan = Plan(state, planner.notes, planner.warnings)
     _guardrails(plan, variants, planner.models, opts)
     _parity(plan, opts)
-    _preflight(clients, plan, planner.images, shadows)
+    _preflight(clients, plan, planner.images)
     state["steps"] = _steps(state)
     return plan
 
@@ -355,30 +240,18 @@ def _guardrails(
     plan: Plan, variants: List[Dict[str, Any]], models: List[Dict[str, Any]], opts: Options
 ) -> None:
     s = plan.state
-    traffic = guardrails.Traffic.parse(opts.traffic)
-    types = [v["InstanceType"] for v in s["old_variants"]] + [v["InstanceType"] for v in variants]
     marketplace = any(m["PrimaryContainer"].get("ModelPackageName") for m in models)
-    used, why = guardrails.applicable(
-        traffic, types, [v["InitialInstanceCount"] for v in variants], marketplace
+    s["guardrails"], notes, warnings = guardrails.plan(
+        s["endpoint"],
+        guardrails.Traffic.parse(opts.traffic),
+        s["old_variants"],
+        variants,
+        marketplace,
+        opts.latency_ms,
+        from_baseline=opts.latency_ms is None and opts.samples is not None,
     )
-    plan.warnings += why
-    if used is None:
-        s["guardrails"] = None
-        return
-    names = [v["VariantName"] for v in variants]
-    latency = opts.latency_ms or 2000.0
-    made = guardrails.alarms(s["endpoint"], names, latency)
-    s["guardrails"] = {
-        "traffic": used.show(),
-        "alarms": made,
-        "deployment": guardrails.deployment_config(used, [a["AlarmName"] for a in made]),
-        "latency_ms": latency,
-        "latency_from_baseline": opts.latency_ms is None and opts.samples is not None,
-    }
-    plan.notes.append(
-        "deployment guardrails: blue/green, %s; auto-rollback on alarms %s (made now, deleted "
-        "after)" % (used.show(), ", ".join(a["AlarmName"] for a in made))
-    )
+    plan.notes += notes
+    plan.warnings += warnings
 
 
 def _parity(plan: Plan, opts: Options) -> None:
@@ -403,32 +276,10 @@ def _parity(plan: Plan, opts: Options) -> None:
     )
 
 
-def _preflight(
-    clients: Clients, plan: Plan, images: List[str], shadows: List[Dict[str, Any]]
-) -> None:
+def _preflight(clients: Clients, plan: Plan, images: List[str]) -> None:
     s = plan.state
-    found: List[preflight.Finding] = []
-    for uri in sorted(set(images)):
-        found += preflight.image(clients, uri, s["instance_type"])
-    for model in s["models"]:
-        found += preflight.model_data(
-            clients, model["PrimaryContainer"], model.get("ExecutionRoleArn", "")
-        )
-    needed: Dict[str, Tuple[int, int]] = {}
-    for v in s["config"]["ProductionVariants"] + shadows:
-        now, most = needed.get(v["InstanceType"], (0, 0))
-        top = (s["new_scaling"].get(v["VariantName"]) or {}).get("target", {}).get("MaxCapacity", 0)
-        count = int(v["InitialInstanceCount"])
-        needed[v["InstanceType"]] = (now + count, most + max(count, int(top)))
-    for old in s["old_variants"]:
-        if old["InstanceType"] in needed:  # blue/green: both fleets run during the update
-            now, most = needed[old["InstanceType"]]
-            needed[old["InstanceType"]] = (now + int(old.get("InitialInstanceCount") or 1), most)
-    found += preflight.quotas(clients, needed)
-    found += preflight.variants(s["config"], s["instance_type"])
-    redeployable, why = preflight.old_config(s["old_variants"])
-    s["old_redeployable"] = redeployable
-    plan.warnings += why
+    found = preflight.check(clients, s, images)
+    s["old_redeployable"] = preflight.redeployable(s["old_variants"])
     plan.warnings += [f.show() for f in found if not f.fatal]
     fatal = [f for f in found if f.fatal]
     if fatal:

@@ -237,15 +237,51 @@ def variants(config: Dict[str, Any], instance_type: str) -> List[Finding]:
     return found
 
 
-def old_config(old_variants: List[Dict[str, Any]]) -> Tuple[bool, List[str]]:
-    """Can the old config be deployed again, and what rollback will mean."""
+def redeployable(old_variants: List[Dict[str, Any]]) -> bool:
+    return not any(v.get("AcceleratorType") for v in old_variants)
+
+
+def old_config(old_variants: List[Dict[str, Any]]) -> List[Finding]:
+    """What rollback will mean: a config with EI cannot be deployed again."""
     ei = sorted({v["AcceleratorType"] for v in old_variants if v.get("AcceleratorType")})
     if not ei:
-        return True, []
-    return False, [
-        "rollback: the old config uses Elastic Inference (%s), which AWS no longer "
-        "provisions, so it cannot be deployed again. Until the new fleet has baked, going back "
-        "means SageMaker shifting traffic back to the old fleet, which keeps running during "
-        "the update (auto-rollback on the guardrail alarms, or `eikit migrate rollback`); "
-        "after the update finishes there is nothing to go back to" % ", ".join(ei)
+        return []
+    return [
+        Finding(
+            "rollback",
+            "the old config uses Elastic Inference (%s), which AWS no longer provisions, so it "
+            "cannot be deployed again. Until the new fleet has baked, going back means "
+            "SageMaker shifting traffic back to the old fleet, which keeps running during the "
+            "update (auto-rollback on the guardrail alarms, or `eikit migrate rollback`); "
+            "after the update finishes there is nothing to go back to" % ", ".join(ei),
+            fatal=False,
+        )
     ]
+
+
+def fleet_sizes(state: Dict[str, Any]) -> Dict[str, Tuple[int, int]]:
+    """{instance type: (instances during the update, most with autoscaling)}."""
+    config = state["config"]
+    needed: Dict[str, Tuple[int, int]] = {}
+    for v in config["ProductionVariants"] + config.get("ShadowProductionVariants", []):
+        now, most = needed.get(v["InstanceType"], (0, 0))
+        scaled = (state["new_scaling"].get(v["VariantName"]) or {}).get("target", {})
+        count = int(v["InitialInstanceCount"])
+        needed[v["InstanceType"]] = (now + count, most + max(count, scaled.get("MaxCapacity", 0)))
+    for old in state["old_variants"]:
+        if old["InstanceType"] in needed:  # blue/green: both fleets run during the update
+            now, most = needed[old["InstanceType"]]
+            needed[old["InstanceType"]] = (now + int(old.get("InitialInstanceCount") or 1), most)
+    return needed
+
+
+def check(clients: Clients, state: Dict[str, Any], images: List[str]) -> List[Finding]:
+    """Every check, on a planned migration's state."""
+    found: List[Finding] = []
+    for uri in sorted(set(images)):
+        found += image(clients, uri, state["instance_type"])
+    for model in state["models"]:
+        found += model_data(clients, model["PrimaryContainer"], model.get("ExecutionRoleArn", ""))
+    found += quotas(clients, fleet_sizes(state))
+    found += variants(state["config"], state["instance_type"])
+    return found + old_config(state["old_variants"])
