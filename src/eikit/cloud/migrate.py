@@ -213,8 +213,9 @@ class Migration(Runner):
         self.say("  new fleet baking: " + "\n  ".join(report.lines(p["rtol"], p["atol"])))
         if report.ok:
             return
-        self.s["failure"] = "parity: the new fleet answered differently while baking\n" + "\n".join(
-            report.lines(p["rtol"], p["atol"])
+        self.s["failure"] = (
+            "the new fleet answered differently while baking: SageMaker shifts traffic back "
+            "to the old fleet (eikit's stop alarm)"
         )
         self.state.save()  # first: a run stopped now still knows why
         for call in guardrails.stop_calls(self.s["endpoint"], "eikit: parity mismatch"):

@@ -247,10 +247,10 @@ class _Walk:
             self.arrays(np.asarray(a), np.asarray(b), where)
         elif _number(a) and _number(b):
             if not self.close(float(a), float(b)):
-                self.differ(where, "%r != %r (expected %r)" % (b, a, a))
+                self.differ(where, "%r, expected %r" % (b, a))
         elif isinstance(a, dict) and isinstance(b, dict):
             if sorted(a) != sorted(b):
-                self.differ(where, "keys %s != %s" % (sorted(b), sorted(a)))
+                self.differ(where, "keys %s, expected %s" % (sorted(b), sorted(a)))
                 return
             for key in sorted(a):
                 self(a[key], b[key], "%s.%s" % (where, key))
@@ -261,7 +261,7 @@ class _Walk:
             for i, (x, y) in enumerate(zip(a, b)):
                 self(x, y, "%s[%d]" % (where, i))
         elif a != b or type(a) is not type(b):
-            self.differ(where, "%s != %s (expected)" % (_short(b), _short(a)))
+            self.differ(where, "%s, expected %s" % (_short(b), _short(a)))
 
     def arrays(self, a: np.ndarray, b: np.ndarray, where: str) -> None:
         if a.shape != b.shape:
@@ -272,7 +272,7 @@ class _Walk:
             bad = ~np.isclose(y, x, rtol=self.rtol, atol=self.atol, equal_nan=True)
             for index in list(zip(*np.nonzero(bad)))[: SHOWN - len(self.found) + 1]:
                 at = "%s[%s]" % (where, ",".join(str(int(i)) for i in index))
-                self.differ(at, "%r != %r (expected)" % (float(y[index]), float(x[index])))
+                self.differ(at, "%r, expected %r" % (float(y[index]), float(x[index])))
         elif not np.array_equal(a, b):
             self.differ(where, "arrays differ")
 

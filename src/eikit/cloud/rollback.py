@@ -67,6 +67,12 @@ class Rollback(Runner):
     def _update_back(self, answer: Dict[str, Any]) -> bool:
         """UpdateEndpoint to the old config, its autoscaling recorded first; False refused."""
         s = self.s
+        if not s.get("old_redeployable"):
+            self.say(
+                "the old config uses Elastic Inference, which AWS no longer provisions: AWS will "
+                "most likely refuse it; the autoscaling removed for the update is recorded in %s "
+                "and put back if it does" % self.state.path
+            )
         if s.get("rollback_scaling") is None:  # what the endpoint has now, kept if AWS refuses
             s["rollback_scaling"] = {
                 "config": answer.get("EndpointConfigName"),
