@@ -25,7 +25,7 @@ def make_waiter(args: argparse.Namespace) -> Waiter:
     return Waiter(interval=args.poll, progress_every=60.0, out=sys.stderr)
 
 
-def _aws_options(parser: argparse.ArgumentParser, timeout: float) -> None:
+def _aws_options(parser: argparse.ArgumentParser, timeout: float, dry_run: bool = True) -> None:
     parser.add_argument("--region", help="AWS region (default: boto3's, e.g. AWS_DEFAULT_REGION)")
     parser.add_argument("--profile", help="AWS profile (default: boto3's chain)")
     parser.add_argument(
@@ -38,9 +38,10 @@ def _aws_options(parser: argparse.ArgumentParser, timeout: float) -> None:
     parser.add_argument(
         "--poll", type=float, default=15.0, metavar="SECONDS", help=argparse.SUPPRESS
     )
-    parser.add_argument(
-        "--dry-run", action="store_true", help="print every call it would make; change nothing"
-    )
+    if dry_run:
+        parser.add_argument(
+            "--dry-run", action="store_true", help="print every call it would make; change nothing"
+        )
 
 
 def _scaling_options(parser: argparse.ArgumentParser) -> None:
@@ -179,7 +180,7 @@ def register(subparsers: Any) -> None:
     ver.add_argument("endpoint", help="endpoint name")
     ver.add_argument("--record", action="store_true", help="record the baseline now")
     _parity_options(ver)
-    _aws_options(ver, 600.0)
+    _aws_options(ver, 600.0, dry_run=False)
     ver.set_defaults(func=cmd_verify)
     nb = msub.add_parser(
         "notebook",

@@ -1,8 +1,15 @@
 """The migration state file: what was read, made and removed, and how far a run got.
 
-Written (atomically: a temporary file, then a rename) before each step that changes the
-account, so a migration that was interrupted — Ctrl-C, a lost shell, a timeout — can be
-finished (``eikit migrate resume``) or undone (``eikit migrate rollback``) from it.
+Written (atomically: a temporary file, then a rename) when a run starts, after each step,
+and before anything whose loss would leave a run unable to undo itself (the autoscaling a
+rollback removes, the reason a run failed). A migration that was interrupted (Ctrl-C, a
+lost shell, a timeout, a killed process) is finished (``eikit migrate resume``) or undone
+(``eikit migrate rollback``) from it; since every step reads what is there before it acts,
+a step that was under way is simply made again.
+
+A plan lists the steps of ``FORWARD`` it makes; ``completed`` holds those done. A new step
+(compiling the model for Neuron, say) is a name here, a ``step_NAME`` method of
+``Migration`` and a place in ``plan._steps``.
 """
 
 from __future__ import annotations
