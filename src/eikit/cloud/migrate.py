@@ -170,11 +170,13 @@ class Migration(Runner):
     def step_wait(self) -> bool:
         check = self._bake_check if self.s.get("parity") and self.s.get("guardrails") else None
         answer = self.settle(check)
-        if (answer.get("EndpointStatus"), answer.get("EndpointConfigName")) == (
+        done = (answer.get("EndpointStatus"), answer.get("EndpointConfigName")) == (
             "InService",
             self.s["new_config"],
-        ):
+        )
+        if done and not self.s.get("failure"):
             return True
+        # a parity failure while baking that SageMaker did not act on in time fails it too
         if not self.s.get("failure"):
             back = answer.get("EndpointConfigName") == self.s["old_config"]
             self.s["failure"] = (
