@@ -17,8 +17,8 @@ import pytest
 
 from eikit.cli import main
 from eikit.cloud import migrate, parity
+from eikit.cloud.answers import Answer, compare
 from eikit.cloud.aws import CloudError
-from eikit.cloud.parity import Answer, compare
 from eikit.cloud.state import StateFile
 from tests.unit.cloud_server import (
     REGISTRY,

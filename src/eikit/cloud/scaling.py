@@ -311,8 +311,3 @@ def scaled_variants(clients: Clients, endpoint: str, description: Dict[str, Any]
     """Variants of a described endpoint that have a scalable target."""
     names = [v["VariantName"] for v in description.get("ProductionVariants", [])]
     return sorted(record(clients, endpoint, names))
-
-
-def registered(clients: Clients, endpoint: str, variants: List[str]) -> List[str]:
-    """Which of ``variants`` have a scalable target now."""
-    return sorted(record(clients, endpoint, variants))
