@@ -25,10 +25,8 @@ import pytest
 
 from eikit.cli import main
 from eikit.cloud.state import StateFile
-from tests.unit.cloud_server import (
-    REGISTRY,
+from tests.unit.cloud_account import (
     Aws,
-    Hold,
     add_scaling,
     add_step_scaling,
     dead_alarm_actions,
@@ -37,6 +35,7 @@ from tests.unit.cloud_server import (
     push_image,
     scaling_of,
 )
+from tests.unit.cloud_server import MUTATING, REGISTRY, Hold
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +98,6 @@ def command(tmp_path: Path) -> List[str]:
 
 
 def changes(aws: Aws, since: int) -> List[str]:
-    from tests.unit.cloud_server import MUTATING
 
     camel = [c.title().replace("_", "") for c in aws.stand_in.calls[since:]]
     return [c for c in camel if MUTATING.match(c)]

@@ -14,15 +14,8 @@ from eikit.cloud.aws import CloudError
 from eikit.cloud.deploy import DeployRequest, deploy, plan_deploy
 from eikit.cloud.images import build_command, parse_image, target_for
 from eikit.cloud.package import package_model
-from tests.unit.cloud_server import (
-    REGISTRY,
-    ROLE,
-    Aws,
-    add_scaling,
-    eia_endpoint,
-    moto_aws,
-    scaling_of,
-)
+from tests.unit.cloud_account import Aws, add_scaling, eia_endpoint, moto_aws, scaling_of
+from tests.unit.cloud_server import REGISTRY, ROLE
 
 IMAGE = REGISTRY + ":pytorch-2.13-cpu-py311"
 

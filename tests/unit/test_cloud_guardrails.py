@@ -11,8 +11,7 @@ from eikit.cloud import guardrails, migrate
 from eikit.cloud.aws import CloudError
 from eikit.cloud.guardrails import Traffic
 from eikit.cloud.state import StateFile
-from tests.unit.cloud_server import (
-    BUCKET,
+from tests.unit.cloud_account import (
     Aws,
     add_scaling,
     eia_endpoint,
@@ -20,6 +19,7 @@ from tests.unit.cloud_server import (
     push_image,
     scaling_of,
 )
+from tests.unit.cloud_server import BUCKET
 
 SUFFIX = "20260101-000000"
 CPU_TAG = "pytorch-2.13-cpu-py311"

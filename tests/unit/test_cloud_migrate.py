@@ -17,10 +17,7 @@ from eikit.cli import main
 from eikit.cloud import migrate
 from eikit.cloud.aws import CloudError
 from eikit.cloud.state import StateFile
-from tests.unit.cloud_server import (
-    EI_REFUSAL,
-    REGION,
-    REGISTRY,
+from tests.unit.cloud_account import (
     Aws,
     add_scaling,
     add_step_scaling,
@@ -30,6 +27,7 @@ from tests.unit.cloud_server import (
     push_image,
     scaling_of,
 )
+from tests.unit.cloud_server import EI_REFUSAL, REGION, REGISTRY
 
 CPU_IMAGE = REGISTRY + ":pytorch-2.13-cpu-py311"
 NEURON_IMAGE = REGISTRY + ":pytorch-2.8-neuron-py310"
@@ -436,7 +434,7 @@ def test_cli_migrate_then_rollback_by_endpoint_name(
 
 def test_waiter_reports_progress_and_times_out() -> None:
     from eikit.cloud.aws import Waiter, WaitTimeout
-    from tests.unit.cloud_server import FakeTime
+    from tests.unit.cloud_account import FakeTime
 
     clock = FakeTime()
     out = io.StringIO()

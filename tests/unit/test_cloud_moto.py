@@ -10,15 +10,8 @@ from typing import Any, Iterator, List
 
 import pytest
 
-from tests.unit.cloud_server import (
-    EI_REFUSAL,
-    REGISTRY,
-    ROLE,
-    Aws,
-    add_scaling,
-    eia_endpoint,
-    moto_aws,
-)
+from tests.unit.cloud_account import Aws, add_scaling, eia_endpoint, moto_aws
+from tests.unit.cloud_server import EI_REFUSAL, REGISTRY, ROLE
 
 ClientError = pytest.importorskip("botocore.exceptions").ClientError
 

@@ -11,7 +11,8 @@ from eikit.cli import main
 from eikit.cloud import commands
 from eikit.cloud.aws import CloudError
 from eikit.cloud.notebook import migrate_notebook
-from tests.unit.cloud_server import ROLE, Aws, moto_aws
+from tests.unit.cloud_account import Aws, moto_aws
+from tests.unit.cloud_server import ROLE
 
 
 @pytest.fixture

@@ -20,8 +20,7 @@ from eikit.cloud import migrate, parity
 from eikit.cloud.answers import Answer, compare
 from eikit.cloud.aws import CloudError
 from eikit.cloud.state import StateFile
-from tests.unit.cloud_server import (
-    REGISTRY,
+from tests.unit.cloud_account import (
     Aws,
     add_scaling,
     eia_endpoint,
@@ -29,6 +28,7 @@ from tests.unit.cloud_server import (
     push_image,
     scaling_of,
 )
+from tests.unit.cloud_server import REGISTRY
 
 OLD = REGISTRY + ":pytorch-1.5-eia-py38"
 CPU = REGISTRY + ":pytorch-2.13-cpu-py311"
