@@ -10,12 +10,12 @@ from typing import Any, Iterator
 import pytest
 
 from eikit.cli import main
-from eikit.cloud import commands
 from eikit.cloud.aws import CloudError
 from eikit.cloud.deploy import DeployRequest, deploy, plan_deploy
 from eikit.cloud.images import build_command, parse_image, target_for
 from eikit.cloud.package import package_model
-from tests.unit.test_cloud_moto import REGISTRY, ROLE, Aws, add_scaling, eia_endpoint, moto_aws
+from tests.unit.cloud_account import Aws, add_scaling, eia_endpoint, moto_aws, scaling_of
+from tests.unit.cloud_server import REGISTRY, ROLE
 
 IMAGE = REGISTRY + ":pytorch-2.13-cpu-py311"
 
@@ -140,7 +140,7 @@ def test_deploy_creates_model_config_and_endpoint_with_ei(aws: Aws) -> None:
     code, out = run(aws, request(accelerator_type="ml.eia2.medium", instance_count=2))
     assert code == 0, out
     assert "endpoint flowers is InService (config flowers-s1)" in out
-    sm = aws.sagemaker._client
+    sm = aws.sm
     model = sm.describe_model(ModelName="flowers-s1")
     assert model["PrimaryContainer"] == {
         "Image": IMAGE,
@@ -151,19 +151,19 @@ def test_deploy_creates_model_config_and_endpoint_with_ei(aws: Aws) -> None:
     assert variant["AcceleratorType"] == "ml.eia2.medium"
     assert (variant["InstanceType"], variant["InitialInstanceCount"]) == ("ml.m5.large", 2)
     assert sm.describe_endpoint(EndpointName="flowers")["EndpointStatus"] == "InService"
-    assert "create_endpoint" in aws.sagemaker.calls
-    assert "update_endpoint" not in aws.sagemaker.calls
+    assert "create_endpoint" in aws.stand_in.calls
+    assert "update_endpoint" not in aws.stand_in.calls
 
 
 def test_deploy_updates_an_existing_endpoint_and_waits(aws: Aws) -> None:
     eia_endpoint(aws)
     code, out = run(aws, request(multi_model=True, model_data="s3://bucket/models/"))
     assert code == 0, out
-    now = aws.sagemaker._client.describe_endpoint(EndpointName="flowers")
+    now = aws.sm.describe_endpoint(EndpointName="flowers")
     assert now["EndpointConfigName"] == "flowers-s1"
-    model = aws.sagemaker._client.describe_model(ModelName="flowers-s1")
+    model = aws.sm.describe_model(ModelName="flowers-s1")
     assert model["PrimaryContainer"]["Mode"] == "MultiModel"
-    assert "update_endpoint" in aws.sagemaker.calls
+    assert "update_endpoint" in aws.stand_in.calls
     assert "endpoint flowers: Updating" in aws.progress.getvalue()
 
 
@@ -175,12 +175,12 @@ def test_deploy_dry_run_prints_every_call_and_makes_none(aws: Aws) -> None:
                  "sagemaker.create_endpoint"):  # fmt: skip
         assert call in out
     assert '"ModelDataUrl": "s3://bucket/flowers/model.tar.gz"' in out
-    assert aws.sagemaker._client.list_models()["Models"] == []
+    assert aws.sm.list_models()["Models"] == []
 
 
 def test_a_failed_update_prints_the_reason_and_log_group(aws: Aws) -> None:
     eia_endpoint(aws)
-    aws.sagemaker.update_outcomes = ["back"]
+    aws.stand_in.update_outcomes = ["back"]
     code, out = run(aws, request())
     assert code == 1
     assert "the update to flowers-s1 failed; endpoint flowers still serves flowers-config" in out
@@ -188,16 +188,8 @@ def test_a_failed_update_prints_the_reason_and_log_group(aws: Aws) -> None:
     assert "CloudWatch log group /aws/sagemaker/Endpoints/flowers" in out
 
 
-def test_a_failed_create_prints_the_reason(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
-    create = aws.sagemaker._client.create_endpoint
-
-    def create_then_fail(**kw: Any) -> Any:  # stand-in: moto's endpoints never fail
-        answer = create(**kw)
-        endpoint = aws.sagemaker.backend.endpoints[kw["EndpointName"]]
-        endpoint.endpoint_status, endpoint.failure_reason = "Failed", "Image not found"
-        return answer
-
-    monkeypatch.setattr(aws.sagemaker._client, "create_endpoint", create_then_fail)
+def test_a_failed_create_prints_the_reason(aws: Aws) -> None:
+    aws.stand_in.failures["flowers"] = "Image not found"
     code, out = run(aws, request())
     assert code == 1
     assert "endpoint flowers is Failed: Image not found" in out
@@ -227,16 +219,47 @@ def test_deploy_checks_its_arguments(change: Any, why: str) -> None:
         plan_deploy(request(**change), False, "s")
 
 
-def test_deploy_cli(aws: Aws, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
-    monkeypatch.setattr(commands, "make_clients", lambda args: aws.clients)
-    monkeypatch.setattr(commands, "make_waiter", lambda args: aws.waiter())
+def test_deploy_cli(aws: Aws, capsys: Any) -> None:
     args = ["deploy", "--endpoint", "flowers", "--image", IMAGE, "--role", ROLE,
             "--model-data", "s3://bucket/flowers/model.tar.gz", "--instance-type", "ml.c5.xlarge",
-            "--env", "A=1", "--name", "flowers-v1"]  # fmt: skip
+            "--env", "A=1", "--name", "flowers-v1", "--poll", "0"]  # fmt: skip
     assert main(args + ["--dry-run"]) == 0
     assert '"Environment": {\n      "A": "1"\n    }' in capsys.readouterr().out
     assert main(args) == 0
     assert "endpoint flowers is InService (config flowers-v1)" in capsys.readouterr().out
-    assert main(args[:-2] + ["--env", "nokey"]) == 2
-    assert main(args[:-2] + ["--role", "nope"]) == 1
+    assert main(args[:-4] + ["--env", "nokey"]) == 2
+    assert main(args[:-4] + ["--role", "nope"]) == 1
     assert "IAM role ARN" in capsys.readouterr().err
+
+
+def test_deploy_sets_target_tracking_autoscaling(aws: Aws) -> None:
+    code, out = run(aws, request(instance_count=2, autoscale=(1, 6, 500.0)))
+    assert code == 0, out
+    assert "autoscaling: 1-6 instances, target 500 invocations per instance" in out
+    scaled = scaling_of(aws, "flowers", "AllTraffic")
+    [target] = scaled["targets"]
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (1, 6)
+    [policy] = scaled["policies"]
+    assert policy["PolicyName"] == "eikit-invocations-per-instance"
+    config = policy["TargetTrackingScalingPolicyConfiguration"]
+    assert config["TargetValue"] == 500.0
+    assert config["PredefinedMetricSpecification"] == {
+        "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+    }
+
+
+def test_deploy_autoscaling_options(aws: Aws, capsys: Any) -> None:
+    args = ["deploy", "--endpoint", "flowers", "--image", IMAGE, "--role", ROLE,
+            "--model-data", "s3://bucket/flowers/model.tar.gz", "--instance-type", "ml.c5.xlarge",
+            "--poll", "0"]  # fmt: skip
+    assert main(args + ["--min", "2", "--max", "4"]) == 2
+    assert "together" in capsys.readouterr().err
+    assert main(args + ["--min", "3", "--max", "2", "--invocations-per-instance", "9"]) == 2
+    assert main(args + ["--min", "2", "--max", "4", "--invocations-per-instance", "100"]) == 1
+    assert "--instance-count 1 is outside --min 2 .. --max 4" in capsys.readouterr().err
+    dry = args + ["--min", "1", "--max", "4", "--invocations-per-instance", "100", "--dry-run"]
+    assert main(dry) == 0
+    out = capsys.readouterr().out
+    assert "dry run: 5 calls" in out and "put_scaling_policy" in out
+    assert main(dry[:-1]) == 0
+    assert scaling_of(aws, "flowers", "AllTraffic")["targets"]

@@ -1,4 +1,8 @@
-"""eikit migrate endpoint / resume / rollback against moto (and the stand-in UpdateEndpoint)."""
+"""eikit migrate endpoint / resume / rollback against the moto server (tests/unit/cloud_server.py).
+
+The tests named after a defect reproduce one found by running eikit against a moto server as
+a new user would; each failed before its fix.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +14,24 @@ from typing import Any, Iterator, List
 import pytest
 
 from eikit.cli import main
-from eikit.cloud import commands, migrate
+from eikit.cloud import migrate
 from eikit.cloud.aws import CloudError
 from eikit.cloud.state import StateFile
-from tests.unit.test_cloud_moto import (
-    REGION,
-    REGISTRY,
+from tests.unit.cloud_account import (
     Aws,
     add_scaling,
+    add_step_scaling,
+    dead_alarm_actions,
     eia_endpoint,
     moto_aws,
+    push_image,
     scaling_of,
 )
+from tests.unit.cloud_server import EI_REFUSAL, REGION, REGISTRY
 
 CPU_IMAGE = REGISTRY + ":pytorch-2.13-cpu-py311"
 NEURON_IMAGE = REGISTRY + ":pytorch-2.8-neuron-py310"
+SUFFIX = "20260101-000000"
 
 
 @pytest.fixture
@@ -32,23 +39,9 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
     yield from moto_aws(monkeypatch)
 
 
-def push_image(aws: Aws, tag: str) -> None:
-    """An image in moto's ECR under eikit:TAG (the repository made when missing)."""
-    repositories = aws.ecr.describe_repositories()["repositories"]
-    if not any(r["repositoryName"] == "eikit" for r in repositories):
-        aws.ecr.create_repository(repositoryName="eikit")
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": {"digest": "sha256:" + "0" * 64},
-        "layers": [],
-    }
-    aws.ecr.put_image(repositoryName="eikit", imageManifest=json.dumps(manifest), imageTag=tag)
-
-
 def run_migration(aws: Aws, tmp_path: Path, instance_type: str = "ml.c5.xlarge", **kw: Any) -> int:
     plan = migrate.plan_migration(
-        aws.clients, "flowers", instance_type, kw.pop("image", None), "20260101-000000"
+        aws.clients, "flowers", instance_type, kw.pop("image", None), SUFFIX
     )
     out = kw.pop("out", None) or aws.progress
     return migrate.start(
@@ -56,42 +49,65 @@ def run_migration(aws: Aws, tmp_path: Path, instance_type: str = "ml.c5.xlarge",
     )
 
 
+def rollback(aws: Aws, tmp_path: Path) -> int:
+    state = StateFile.load(tmp_path / "state.json")
+    return migrate.Migration(aws.clients, state, aws.waiter(), 3600, aws.progress).rollback()
+
+
 def endpoint(aws: Aws) -> Any:
-    return aws.sagemaker._client.describe_endpoint(EndpointName="flowers")
+    return aws.sm.describe_endpoint(EndpointName="flowers")
 
 
 def config_of(aws: Aws, name: str) -> Any:
-    return aws.sagemaker._client.describe_endpoint_config(EndpointConfigName=name)
+    return aws.sm.describe_endpoint_config(EndpointConfigName=name)
+
+
+def step(tmp_path: Path) -> str:
+    return StateFile.load(tmp_path / "state.json").step
 
 
 def test_migration_swaps_the_image_keeps_settings_and_drops_ei(aws: Aws, tmp_path: Path) -> None:
     eia_endpoint(aws, count=3)
     push_image(aws, "pytorch-2.13-cpu-py311")
-    assert run_migration(aws, tmp_path) == 0
+    assert run_migration(aws, tmp_path) == 0, aws.progress.getvalue()
     now = endpoint(aws)
     assert now["EndpointStatus"] == "InService"
     new = config_of(aws, now["EndpointConfigName"])
     old = config_of(aws, "flowers-config")
-    assert now["EndpointConfigName"] == "flowers-config-20260101-000000"
+    assert now["EndpointConfigName"] == "flowers-config-" + SUFFIX
     [variant] = new["ProductionVariants"]
     assert variant["InstanceType"] == "ml.c5.xlarge"
     assert "AcceleratorType" not in variant
     assert variant["InitialInstanceCount"] == 3 and variant["InitialVariantWeight"] == 1.0
     assert new["DataCaptureConfig"] == old["DataCaptureConfig"]
     assert new["KmsKeyId"] == old["KmsKeyId"]
-    model = aws.sagemaker._client.describe_model(ModelName=variant["ModelName"])
+    model = aws.sm.describe_model(ModelName=variant["ModelName"])
     assert model["PrimaryContainer"]["Image"] == CPU_IMAGE
-    assert model["PrimaryContainer"]["ModelDataUrl"] == "s3://bucket/flowers/model.tar.gz"
+    assert model["PrimaryContainer"]["ModelDataUrl"] == "s3://models-bucket/flowers/model.tar.gz"
     assert model["PrimaryContainer"]["Environment"] == {"SAGEMAKER_PROGRAM": "inference.py"}
     assert model["ExecutionRoleArn"].endswith("role/SageMakerRole")
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["step"] == "done"
     assert [h["step"] for h in state["history"]] == [
-        "planned", "config-created", "scaling-removed", "updating", "updated", "done",
+        "planned", "create", "guardrails", "remove-scaling", "update", "wait", "restore-scaling",
+        "remove-guardrails", "done",
     ]  # fmt: skip
     progress = aws.progress.getvalue()
     assert "endpoint flowers: Updating" in progress and "endpoint flowers: InService" in progress
-    assert aws.time.sleeps == [30.0, 30.0]  # polled, never slept 10 minutes
+    assert set(aws.time.sleeps) == {30.0}  # polled, never slept 10 minutes
+
+
+def test_defect_moto_server_empty_data_capture_config_is_not_copied(
+    aws: Aws, tmp_path: Path
+) -> None:
+    """moto answers DataCaptureConfig {} for a config without capture; copying it made
+    CreateEndpointConfig fail parameter validation."""
+    eia_endpoint(aws, capture=False)
+    push_image(aws, "pytorch-2.13-cpu-py311")
+    assert run_migration(aws, tmp_path) == 0, aws.progress.getvalue()
+    new = config_of(aws, endpoint(aws)["EndpointConfigName"])
+    assert new["DataCaptureConfig"] == {}  # moto's answer for "none"; eikit sent none
+    assert "KmsKeyId" not in new or not new["KmsKeyId"]
 
 
 def test_autoscaling_is_removed_for_the_update_and_restored(aws: Aws, tmp_path: Path) -> None:
@@ -99,44 +115,152 @@ def test_autoscaling_is_removed_for_the_update_and_restored(aws: Aws, tmp_path: 
     push_image(aws, "pytorch-2.13-cpu-py311")
     before = add_scaling(aws, "flowers")
     assert before["policies"] and before["scheduled"]
-    assert run_migration(aws, tmp_path) == 0
-    assert endpoint(aws)["EndpointConfigName"].endswith("20260101-000000")
+    assert run_migration(aws, tmp_path) == 0, aws.progress.getvalue()
+    assert endpoint(aws)["EndpointConfigName"].endswith(SUFFIX)
     assert scaling_of(aws, "flowers") == before
-    calls = aws.sagemaker.calls
-    assert calls.count("update_endpoint") == 1  # the stand-in refuses an update with scaling on
+    assert aws.stand_in.calls.count("update_endpoint") == 1  # refused while scaling is on
+
+
+def test_defect_step_scaling_alarms_point_at_the_new_policies(aws: Aws, tmp_path: Path) -> None:
+    """A step-scaling policy is driven by the user's alarm, whose action names the policy's
+    ARN; a re-created policy has a new ARN, so the alarm drove nothing after a migration."""
+    eia_endpoint(aws)
+    push_image(aws, "pytorch-2.13-cpu-py311")
+    alarm = add_step_scaling(aws, "flowers")
+    before = scaling_of(aws, "flowers")
+    assert run_migration(aws, tmp_path) == 0, aws.progress.getvalue()
+    assert scaling_of(aws, "flowers") == before
+    assert dead_alarm_actions(aws) == []
+    [policy] = aws.autoscaling.describe_scaling_policies(ServiceNamespace="sagemaker")[
+        "ScalingPolicies"
+    ]
+    [described] = aws.cloudwatch.describe_alarms(AlarmNames=[alarm])["MetricAlarms"]
+    assert described["AlarmActions"] == [policy["PolicyARN"]]
+    assert described["Threshold"] == 80.0  # the rest of the alarm as the user made it
+
+
+def test_defect_resume_gets_past_partly_removed_scaling(aws: Aws, tmp_path: Path) -> None:
+    """`resume` deleted policies recorded in the state file that were already deleted, and
+    AWS refuses that: every retry failed the same way."""
+    eia_endpoint(aws)
+    push_image(aws, "pytorch-2.13-cpu-py311")
+    before = add_scaling(aws, "flowers")
+    plan = migrate.plan_migration(aws.clients, "flowers", "ml.c5.xlarge", None, SUFFIX)
+    state = StateFile.new(tmp_path / "state.json", plan.state)
+    # the run before was stopped after deleting the policy (the target is still there)
+    rid = "endpoint/flowers/variant/v1"
+    aws.autoscaling.delete_scaling_policy(
+        PolicyName="invocations", ServiceNamespace="sagemaker", ResourceId=rid,
+        ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+    )  # fmt: skip
+    migration = migrate.Migration(aws.clients, state, aws.waiter(), 3600, aws.progress)
+    assert migration.execute() == 0, aws.progress.getvalue()
+    assert scaling_of(aws, "flowers") == before
+    assert endpoint(aws)["EndpointConfigName"].endswith(SUFFIX)
+
+
+def test_defect_rollback_refused_keeps_autoscaling_and_says_so(aws: Aws, tmp_path: Path) -> None:
+    """Rollback removed autoscaling from the working new config, then UpdateEndpoint to the
+    old EI config was refused: the endpoint was left without autoscaling, what was removed
+    was not saved, and the state stayed `rolling-back`."""
+    eia_endpoint(aws)
+    push_image(aws, "pytorch-2.13-cpu-py311")
+    add_scaling(aws, "flowers")
+    assert run_migration(aws, tmp_path) == 0, aws.progress.getvalue()
+    after = scaling_of(aws, "flowers")
+    assert after["targets"]
+    code = rollback(aws, tmp_path)
+    out = aws.progress.getvalue()
+    assert code == 1
+    assert EI_REFUSAL in out and "stays InService on flowers-config-" + SUFFIX in out
+    now = endpoint(aws)
+    assert (now["EndpointStatus"], now["EndpointConfigName"]) == (
+        "InService", "flowers-config-" + SUFFIX,
+    )  # fmt: skip
+    assert scaling_of(aws, "flowers") == after
+    state = StateFile.load(tmp_path / "state.json")
+    assert state.step == "done"
+    assert EI_REFUSAL in state.data["rollback_refused"]
+
+
+def test_defect_region_option_does_not_override_the_state_file(
+    aws: Aws, tmp_path: Path, capsys: Any
+) -> None:
+    """`--region` replaced the region recorded in the state file: resume acted on an
+    endpoint of the same name in another region."""
+    eia_endpoint(aws)
+    push_image(aws, "pytorch-2.13-cpu-py311")
+    plan = migrate.plan_migration(aws.clients, "flowers", "ml.c5.xlarge", None, SUFFIX)
+    StateFile.new(tmp_path / "state.json", plan.state)
+    other = aws.session.client("sagemaker", region_name="eu-west-1")
+    other.create_model(
+        ModelName="flowers-model", ExecutionRoleArn="arn:aws:iam::123456789012:role/R",
+        PrimaryContainer={"Image": CPU_IMAGE, "ModelDataUrl": "s3://b/m.tar.gz"},
+    )  # fmt: skip
+    other.create_endpoint_config(
+        EndpointConfigName="flowers-config",
+        ProductionVariants=[{"VariantName": "v1", "ModelName": "flowers-model",
+                             "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}],
+    )  # fmt: skip
+    other.create_endpoint(EndpointName="flowers", EndpointConfigName="flowers-config")
+    args = ["migrate", "resume", "--state", str(tmp_path / "state.json"), "--poll", "0"]
+    assert main(args + ["--region", "eu-west-1"]) == 1
+    assert "region us-east-1, not --region eu-west-1" in capsys.readouterr().err
+    assert other.list_models()["Models"][0]["ModelName"] == "flowers-model"
+    assert len(other.list_models()["Models"]) == 1  # nothing made in eu-west-1
+    assert main(args) == 0
+    assert endpoint(aws)["EndpointConfigName"].endswith(SUFFIX)
+
+
+def test_defect_the_account_is_checked_against_the_state_file(aws: Aws, tmp_path: Path) -> None:
+    """The account recorded in the state file was never compared with the credentials'."""
+    eia_endpoint(aws)
+    push_image(aws, "pytorch-2.13-cpu-py311")
+    plan = migrate.plan_migration(aws.clients, "flowers", "ml.c5.xlarge", None, SUFFIX)
+    plan.state["account"] = "210987654321"
+    state = StateFile.new(tmp_path / "state.json", plan.state)
+    migration = migrate.Migration(aws.clients, state, aws.waiter(), 3600, aws.progress)
+    made = len(aws.stand_in.calls)
+    with pytest.raises(CloudError, match="account 210987654321.*account 123456789012"):
+        migration.execute()
+    with pytest.raises(CloudError, match="account 210987654321"):
+        migration.rollback()
+    assert [c for c in aws.stand_in.calls[made:] if not c.startswith(("describe", "POST"))] == []
+    assert endpoint(aws)["EndpointConfigName"] == "flowers-config"
+
+
+def test_defect_shadow_variants_get_the_new_instance_and_image(aws: Aws, tmp_path: Path) -> None:
+    """Shadow variants kept the old EI model (and its image) on the new instance type."""
+    eia_endpoint(aws, shadow=True)
+    push_image(aws, "pytorch-2.13-cpu-py311")
+    assert run_migration(aws, tmp_path) == 0, aws.progress.getvalue()
+    new = config_of(aws, endpoint(aws)["EndpointConfigName"])
+    [shadow] = new["ShadowProductionVariants"]
+    assert shadow["InstanceType"] == "ml.c5.xlarge"
+    assert "AcceleratorType" not in shadow
+    assert shadow["ModelName"] == "flowers-model-" + SUFFIX
+    image = aws.sm.describe_model(ModelName=shadow["ModelName"])["PrimaryContainer"]["Image"]
+    assert image == CPU_IMAGE
 
 
 def test_multi_variant_weights_and_counts(aws: Aws, tmp_path: Path) -> None:
-    eia_endpoint(aws, variants=2, count=1)
+    eia_endpoint(aws, variants=2, count=2)
     push_image(aws, "pytorch-2.13-cpu-py311")
     add_scaling(aws, "flowers", "v2")
-    assert run_migration(aws, tmp_path) == 0
+    assert run_migration(aws, tmp_path) == 0, aws.progress.getvalue()
     new = config_of(aws, endpoint(aws)["EndpointConfigName"])
     assert [(v["VariantName"], v["InitialVariantWeight"]) for v in new["ProductionVariants"]] == [
         ("v1", 1.0), ("v2", 0.5),
     ]  # fmt: skip
-    assert {v["ModelName"] for v in new["ProductionVariants"]} == {"flowers-model-20260101-000000"}
+    assert {v["ModelName"] for v in new["ProductionVariants"]} == {"flowers-model-" + SUFFIX}
     assert scaling_of(aws, "flowers", "v2")["targets"][0]["MaxCapacity"] == 4
 
 
 def test_refuses_an_endpoint_that_is_not_in_service(aws: Aws) -> None:
     eia_endpoint(aws)
-    aws.sagemaker.backend.endpoints["flowers"].endpoint_status = "Updating"
+    aws.stand_in.backend().endpoints["flowers"].endpoint_status = "Updating"
     with pytest.raises(CloudError, match="Updating; a migration starts only from InService"):
         migrate.plan_migration(aws.clients, "flowers", "ml.c5.xlarge", None, "s")
-
-
-def test_refuses_with_the_build_command_when_the_image_is_missing(aws: Aws) -> None:
-    eia_endpoint(aws)
-    push_image(aws, "pytorch-2.13-cpu-py311")  # the repository exists, the neuron tag does not
-    with pytest.raises(CloudError) as caught:
-        migrate.plan_migration(aws.clients, "flowers", "ml.inf1.xlarge", None, "s")
-    text = str(caught.value)
-    assert NEURON_IMAGE in text and "not in ECR" in text
-    assert (
-        "eikit build --framework pytorch --target neuron && eikit push --repository eikit " in text
-    )
-    assert "--tag pytorch-2.8-neuron-py310 --region us-east-1" in text
 
 
 def test_gpu_and_neuron_targets_get_their_images(aws: Aws, tmp_path: Path) -> None:
@@ -154,52 +278,48 @@ def test_a_foreign_image_needs_image(aws: Aws, tmp_path: Path) -> None:
     eia_endpoint(aws, image=foreign)
     with pytest.raises(CloudError, match="not an eikit image.*--image"):
         migrate.plan_migration(aws.clients, "flowers", "ml.c5.xlarge", None, "s")
-    mine = "%s.dkr.ecr.%s.amazonaws.com/mine:latest" % ("123456789012", REGION)
-    assert run_migration(aws, tmp_path, image=mine) == 0
-    model = endpoint(aws)
-    config = config_of(aws, model["EndpointConfigName"])
-    image = aws.sagemaker._client.describe_model(
-        ModelName=config["ProductionVariants"][0]["ModelName"]
-    )["PrimaryContainer"]["Image"]
+    mine = "%s.dkr.ecr.%s.amazonaws.com/eikit:mine" % ("123456789012", REGION)
+    push_image(aws, "mine")
+    assert run_migration(aws, tmp_path, image=mine) == 0, aws.progress.getvalue()
+    config = config_of(aws, endpoint(aws)["EndpointConfigName"])
+    image = aws.sm.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])[
+        "PrimaryContainer"
+    ]["Image"]
     assert image == mine
 
 
-@pytest.mark.parametrize("how", ["refused", "back", "failed-then-ok"])
+@pytest.mark.parametrize("how", ["refused", "back", "failed"])
 def test_a_failed_update_rolls_back_and_restores_scaling(
     aws: Aws, tmp_path: Path, how: str
 ) -> None:
     eia_endpoint(aws)
     push_image(aws, "pytorch-2.13-cpu-py311")
     before = add_scaling(aws, "flowers")
+    alarm = add_step_scaling(aws, "flowers")
+    before = scaling_of(aws, "flowers")
     if how == "refused":
-        aws.sagemaker.refuse_updates = 1
-    elif how == "back":
-        aws.sagemaker.update_outcomes = ["back"]  # SageMaker keeps serving the old config
-    else:
-        # the endpoint ends Failed; eikit's UpdateEndpoint back to the old config works
-        aws.sagemaker.update_outcomes = ["failed", "ok"]
-        aws.sagemaker.backend  # noqa: B018
-        original = aws.sagemaker.update_endpoint
-
-        def update_failed_ok(**kw: Any) -> Any:
-            endpoint = aws.sagemaker.backend.endpoints["flowers"]
-            if endpoint.endpoint_status == "Failed":  # assume AWS lets a Failed one update
-                endpoint.endpoint_status = "InService"
-            return original(**kw)
-
-        aws.sagemaker.update_endpoint = update_failed_ok  # type: ignore[method-assign]
+        aws.stand_in.refuse_updates = 1
+    else:  # the new fleet fails: SageMaker keeps the old one serving (blue/green)
+        aws.stand_in.update_outcomes = [how]
     assert run_migration(aws, tmp_path) == 1
     now = endpoint(aws)
-    assert now["EndpointStatus"] == "InService"
-    assert now["EndpointConfigName"] == "flowers-config"
+    if how == "failed":  # the endpoint ended Failed: UpdateEndpoint to the EI config refused
+        assert now["EndpointStatus"] == "Failed"
+        assert step(tmp_path) == "rolling-back"
+        return
+    assert (now["EndpointStatus"], now["EndpointConfigName"]) == ("InService", "flowers-config")
     assert scaling_of(aws, "flowers") == before
+    assert dead_alarm_actions(aws) == [] and alarm
     state = StateFile.load(tmp_path / "state.json")
     assert state.step == "rolled-back"
     assert state.data["failure"]
+    assert aws.stand_in.calls.count("update_endpoint") == 1  # never back to the EI config
+    names = [a["AlarmName"] for a in aws.cloudwatch.describe_alarms()["MetricAlarms"]]
+    assert not [n for n in names if n.startswith("eikit-")]  # guardrails deleted
 
 
 def test_interrupted_migration_resumes_and_restores_scaling(
-    aws: Aws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+    aws: Aws, tmp_path: Path, capsys: Any
 ) -> None:
     eia_endpoint(aws)
     push_image(aws, "pytorch-2.13-cpu-py311")
@@ -207,62 +327,58 @@ def test_interrupted_migration_resumes_and_restores_scaling(
     aws.time.interrupt_after = 1  # Ctrl-C while waiting for InService
     with pytest.raises(KeyboardInterrupt):
         run_migration(aws, tmp_path)
-    state = StateFile.load(tmp_path / "state.json")
-    assert state.step == "updating"
+    assert step(tmp_path) == "update"
     assert scaling_of(aws, "flowers")["targets"] == []  # removed, not yet restored
-    _cli(aws, monkeypatch)
-    assert main(["migrate", "resume", "--state", str(tmp_path / "state.json")]) == 0
-    assert "resuming the migration of flowers at step updating" in capsys.readouterr().out
-    assert endpoint(aws)["EndpointConfigName"] == "flowers-config-20260101-000000"
+    assert main(["migrate", "resume", "--state", str(tmp_path / "state.json"), "--poll", "0"]) == 0
+    assert "resuming the migration of flowers at step update" in capsys.readouterr().out
+    assert endpoint(aws)["EndpointConfigName"] == "flowers-config-" + SUFFIX
     assert scaling_of(aws, "flowers") == before
-    assert StateFile.load(tmp_path / "state.json").step == "done"
-    assert aws.sagemaker.calls.count("update_endpoint") == 1
+    assert step(tmp_path) == "done"
+    assert aws.stand_in.calls.count("update_endpoint") == 1
 
 
-def test_interrupted_migration_rolls_back(
-    aws: Aws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_interrupted_migration_rolls_back_to_the_old_fleet(aws: Aws, tmp_path: Path) -> None:
+    """Stopped during a blue/green update, a rollback trips eikit's stop alarm: SageMaker
+    shifts traffic back to the old fleet, and no EI config is deployed again."""
     eia_endpoint(aws)
     push_image(aws, "pytorch-2.13-cpu-py311")
     before = add_scaling(aws, "flowers")
     aws.time.interrupt_after = 1
     with pytest.raises(KeyboardInterrupt):
         run_migration(aws, tmp_path)
-    _cli(aws, monkeypatch)
-    assert main(["migrate", "rollback", "--state", str(tmp_path / "state.json")]) == 0
+    args = ["migrate", "rollback", "--state", str(tmp_path / "state.json"), "--poll", "0"]
+    assert main(args) == 0
     now = endpoint(aws)
     assert (now["EndpointStatus"], now["EndpointConfigName"]) == ("InService", "flowers-config")
     assert scaling_of(aws, "flowers") == before
-    assert StateFile.load(tmp_path / "state.json").step == "rolled-back"
+    assert step(tmp_path) == "rolled-back"
+    assert aws.stand_in.calls.count("update_endpoint") == 1  # SageMaker went back, not eikit
 
 
-def test_rollback_after_a_finished_migration(aws: Aws, tmp_path: Path) -> None:
+def test_rollback_after_a_finished_migration_off_a_non_ei_config(aws: Aws, tmp_path: Path) -> None:
     eia_endpoint(aws)
     push_image(aws, "pytorch-2.13-cpu-py311")
     before = add_scaling(aws, "flowers")
-    assert run_migration(aws, tmp_path) == 0
-    state = StateFile.load(tmp_path / "state.json")
-    assert migrate.Migration(aws.clients, state, aws.waiter(), 3600, aws.progress).rollback() == 0
+    aws.stand_in.backend().endpoint_configs["flowers-config"].production_variants[0].pop(
+        "AcceleratorType"
+    )  # an endpoint on plain instances: its old config can be deployed again
+    assert run_migration(aws, tmp_path) == 0, aws.progress.getvalue()
+    assert "rollback --state" in aws.progress.getvalue()
+    assert rollback(aws, tmp_path) == 0, aws.progress.getvalue()
     assert endpoint(aws)["EndpointConfigName"] == "flowers-config"
     assert scaling_of(aws, "flowers") == before
-    assert aws.sagemaker.calls.count("update_endpoint") == 2
+    assert aws.stand_in.calls.count("update_endpoint") == 2
 
 
 def test_timeout_leaves_a_resumable_state(aws: Aws, tmp_path: Path) -> None:
     eia_endpoint(aws)
     push_image(aws, "pytorch-2.13-cpu-py311")
-    aws.sagemaker.polls = 100
+    aws.stand_in.polls = 100
     with pytest.raises(CloudError, match="still Updating.*migrate resume.*migrate rollback"):
         run_migration(aws, tmp_path, timeout=120)
-    assert StateFile.load(tmp_path / "state.json").step == "updating"
+    assert step(tmp_path) == "update"
     with pytest.raises(CloudError, match="unfinished migration"):
         run_migration(aws, tmp_path)
-
-
-def _cli(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> List[Any]:
-    monkeypatch.setattr(commands, "make_clients", lambda args: aws.clients)
-    monkeypatch.setattr(commands, "make_waiter", lambda args: aws.waiter())
-    return []
 
 
 def test_cli_dry_run_prints_the_plan_and_changes_nothing(
@@ -271,7 +387,6 @@ def test_cli_dry_run_prints_the_plan_and_changes_nothing(
     eia_endpoint(aws)
     push_image(aws, "pytorch-2.13-cpu-py311")
     add_scaling(aws, "flowers")
-    _cli(aws, monkeypatch)
     monkeypatch.chdir(tmp_path)
     code = main(["migrate", "endpoint", "flowers", "--instance-type", "ml.c5.xlarge", "--dry-run"])
     out = capsys.readouterr().out
@@ -279,20 +394,25 @@ def test_cli_dry_run_prints_the_plan_and_changes_nothing(
     for text in (
         "migrate endpoint flowers (account 123456789012, us-east-1)",
         "EI accelerator ml.eia2.medium removed",
+        "deployment guardrails: blue/green, canary",
+        "! [rollback] the old config uses Elastic Inference",
         "sagemaker.create_model",
         "sagemaker.create_endpoint_config",
+        "cloudwatch.put_metric_alarm",
         "application-autoscaling.delete_scaling_policy",
         "application-autoscaling.deregister_scalable_target",
         "sagemaker.update_endpoint",
+        '"Type": "CANARY"',
         "application-autoscaling.register_scalable_target",
         "application-autoscaling.put_scaling_policy",
         "application-autoscaling.put_scheduled_action",
+        "cloudwatch.delete_alarms",
         "dry run: nothing changed",
     ):
         assert text in out
-    assert "update_endpoint" not in aws.sagemaker.calls
+    assert "update_endpoint" not in aws.stand_in.calls
     assert not list(tmp_path.iterdir())  # no state file
-    assert len(aws.sagemaker._client.list_endpoint_configs()["EndpointConfigs"]) == 1
+    assert len(aws.sm.list_endpoint_configs()["EndpointConfigs"]) == 1
 
 
 def test_cli_migrate_then_rollback_by_endpoint_name(
@@ -300,24 +420,27 @@ def test_cli_migrate_then_rollback_by_endpoint_name(
 ) -> None:
     eia_endpoint(aws)
     push_image(aws, "pytorch-2.13-cpu-py311")
-    _cli(aws, monkeypatch)
     monkeypatch.chdir(tmp_path)
-    assert main(["migrate", "endpoint", "flowers", "--instance-type", "ml.c5.xlarge"]) == 0
+    base = ["--poll", "0"]
+    assert main(["migrate", "endpoint", "flowers", "--instance-type", "ml.c5.xlarge"] + base) == 0
     assert (tmp_path / "eikit-migrate-flowers.json").is_file()
-    assert main(["migrate", "rollback", "flowers"]) == 0
-    assert endpoint(aws)["EndpointConfigName"] == "flowers-config"
-    assert main(["migrate", "endpoint", "nope", "--instance-type", "ml.c5.xlarge"]) == 1
+    assert main(["migrate", "rollback", "flowers"] + base) == 1  # AWS refuses the EI config
+    assert "rollback refused" in capsys.readouterr().out
+    now = endpoint(aws)["EndpointConfigName"]
+    assert now.startswith("flowers-config-") and now != "flowers-config"
+    assert main(["migrate", "endpoint", "nope", "--instance-type", "ml.c5.xlarge"] + base) == 1
     assert "cannot read endpoint nope" in capsys.readouterr().err
 
 
 def test_waiter_reports_progress_and_times_out() -> None:
     from eikit.cloud.aws import Waiter, WaitTimeout
-    from tests.unit.test_cloud_moto import FakeTime
+    from tests.unit.cloud_account import FakeTime
 
     clock = FakeTime()
     out = io.StringIO()
     waiter = Waiter(clock=clock.clock, sleep=clock.sleep, interval=30, progress_every=60, out=out)
     statuses = iter(["Creating"] * 5 + ["InService"])
+    seen: List[str] = []
     answer = waiter.wait(
         "endpoint e",
         lambda: {"S": next(statuses)},
@@ -325,8 +448,10 @@ def test_waiter_reports_progress_and_times_out() -> None:
         ["InService"],
         ["Failed"],
         600,
+        each=lambda a: seen.append(a["S"]),
     )
     assert answer == {"S": "InService"}
+    assert seen == ["Creating"] * 5 + ["InService"]
     assert out.getvalue().splitlines() == [
         "[0:00] endpoint e: Creating", "[1:00] endpoint e: Creating", "[2:00] endpoint e: Creating",
         "[2:30] endpoint e: InService",
@@ -339,6 +464,9 @@ def test_a_state_file_that_is_not_one_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "s.json"
     path.write_text('{"version": 7}')
     with pytest.raises(CloudError, match="not an eikit migration state file"):
+        StateFile.load(path)
+    path.write_text('{"version": 1, "kind": "endpoint-migration", "step": "planned"}')
+    with pytest.raises(CloudError, match="another eikit version"):
         StateFile.load(path)
     path.write_text("{")
     with pytest.raises(CloudError, match="not a migration state file"):

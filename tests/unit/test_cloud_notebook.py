@@ -11,7 +11,8 @@ from eikit.cli import main
 from eikit.cloud import commands
 from eikit.cloud.aws import CloudError
 from eikit.cloud.notebook import migrate_notebook
-from tests.unit.test_cloud_moto import ROLE, Aws, moto_aws
+from tests.unit.cloud_account import Aws, moto_aws
+from tests.unit.cloud_server import ROLE
 
 
 @pytest.fixture
@@ -20,11 +21,11 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
 
 
 def notebook(aws: Aws, status: str, then: Optional[List[str]] = None) -> None:
-    aws.sagemaker.create_notebook_instance(
+    aws.sm.create_notebook_instance(
         NotebookInstanceName="lab", InstanceType="ml.t2.medium", RoleArn=ROLE,
         AcceleratorTypes=["ml.eia2.medium"],
     )  # fmt: skip
-    aws.sagemaker.set_notebook_status("lab", status, then)
+    aws.stand_in.set_notebook_status("lab", status, then)
 
 
 def move(aws: Aws, stop: bool = False, start: bool = False, dry_run: bool = False) -> str:
@@ -37,7 +38,7 @@ def move(aws: Aws, stop: bool = False, start: bool = False, dry_run: bool = Fals
 
 
 def described(aws: Aws) -> Any:
-    return aws.sagemaker._client.describe_notebook_instance(NotebookInstanceName="lab")
+    return aws.sm.describe_notebook_instance(NotebookInstanceName="lab")
 
 
 def test_stopped_notebook_is_updated_and_its_accelerator_removed(aws: Aws) -> None:
@@ -49,14 +50,14 @@ def test_stopped_notebook_is_updated_and_its_accelerator_removed(aws: Aws) -> No
     assert now["NotebookInstanceStatus"] == "Stopped"
     assert "conda_pytorch_p310" in out and "amazonei" in out and ".to('cuda')" in out
     assert "notebook instance lab: Updating" in aws.progress.getvalue()
-    assert "stop_notebook_instance" not in aws.sagemaker.calls
+    assert "stop_notebook_instance" not in aws.stand_in.calls
 
 
 def test_running_notebook_is_refused_without_stop(aws: Aws) -> None:
     notebook(aws, "InService")
     with pytest.raises(CloudError, match="only while Stopped.*--stop"):
         move(aws)
-    assert "update_notebook_instance" not in aws.sagemaker.calls
+    assert "update_notebook_instance" not in aws.stand_in.calls
 
 
 def test_running_notebook_with_stop_and_start(aws: Aws) -> None:
@@ -64,7 +65,7 @@ def test_running_notebook_with_stop_and_start(aws: Aws) -> None:
     move(aws, stop=True, start=True)
     now = described(aws)
     assert (now["InstanceType"], now["NotebookInstanceStatus"]) == ("ml.g4dn.xlarge", "InService")
-    calls = [c for c in aws.sagemaker.calls if c != "describe_notebook_instance"]
+    calls = [c for c in aws.stand_in.calls if c != "describe_notebook_instance"]
     assert calls == [
         "create_notebook_instance", "stop_notebook_instance", "update_notebook_instance",
         "start_notebook_instance",
@@ -92,7 +93,7 @@ def test_failed_or_deleting_notebook_is_refused(aws: Aws, status: str) -> None:
     notebook(aws, status)
     with pytest.raises(CloudError, match=status):
         move(aws, stop=True)
-    assert "update_notebook_instance" not in aws.sagemaker.calls
+    assert "update_notebook_instance" not in aws.stand_in.calls
 
 
 def test_dry_run_and_cli(aws: Aws, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:

@@ -102,6 +102,22 @@ class Clients:
     def ecr(self) -> Any:
         return self.client("ecr")
 
+    @property
+    def cloudwatch(self) -> Any:
+        return self.client("cloudwatch")
+
+    @property
+    def runtime(self) -> Any:
+        return self.client("sagemaker-runtime")
+
+    @property
+    def s3(self) -> Any:
+        return self.client("s3")
+
+    @property
+    def quotas(self) -> Any:
+        return self.client("service-quotas")
+
     def account(self) -> str:
         return str(self.client("sts").get_caller_identity()["Account"])
 
@@ -134,12 +150,14 @@ class Waiter:
         failed: Iterable[str],
         timeout: float,
         waiting: Iterable[str] = (),
+        each: Optional[Callable[[Dict[str, Any]], None]] = None,
     ) -> Dict[str, Any]:
         """The last answer once its status is in ``done`` or ``failed`` (the caller decides).
 
         A status outside ``waiting`` that is neither done nor failed ends the wait too, so an
         unexpected state is reported rather than waited on forever (``waiting`` empty: wait
-        through any other status). Raises WaitTimeout past ``timeout`` seconds.
+        through any other status). Raises WaitTimeout past ``timeout`` seconds. ``each`` sees
+        every answer (a migration checks parity while SageMaker bakes the new fleet).
         """
         done, failed, waiting = set(done), set(failed), set(waiting)
         start = self.clock()
@@ -153,6 +171,8 @@ class Waiter:
             if status != last_status or now - last_print >= self.progress_every:
                 self._say("[%s] %s: %s" % (_elapsed(now - start), what, status))
                 last_status, last_print = status, now
+            if each is not None:
+                each(answer)
             if status in done or status in failed:
                 return answer
             if waiting and status not in waiting:

@@ -1,4 +1,6 @@
-"""``eikit deploy``: CreateModel, CreateEndpointConfig, Create- or UpdateEndpoint, wait.
+"""``eikit deploy``: CreateModel, CreateEndpointConfig, Create- or UpdateEndpoint, wait,
+then autoscaling (``--min/--max/--invocations-per-instance``) so a new endpoint does not
+start without it.
 
 The plan is a list of calls (``--dry-run`` prints it); a run makes them in order and waits
 for ``InService``. A failed endpoint is reported with its ``FailureReason`` and the
@@ -9,8 +11,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, TextIO
+from typing import Any, Dict, List, Optional, TextIO, Tuple
 
+from eikit.cloud import scaling
 from eikit.cloud.aws import (
     Call,
     Clients,
@@ -21,7 +24,6 @@ from eikit.cloud.aws import (
     is_not_found,
     resource_name,
 )
-from eikit.cloud.scaling import scaled_variants
 
 VARIANT = "AllTraffic"  # the variant name the SageMaker SDK gives a single-model endpoint
 EI_TYPES = tuple(
@@ -58,6 +60,7 @@ class DeployRequest:
     env: Dict[str, str] = field(default_factory=dict)
     instance_count: int = 1
     name: Optional[str] = None  # model and endpoint-config name; default endpoint-STAMP
+    autoscale: Optional[Tuple[int, int, float]] = None  # min, max, invocations per instance
 
     def check(self) -> None:
         if not _ENDPOINT.match(self.endpoint):
@@ -85,6 +88,18 @@ class DeployRequest:
             )
         if self.instance_count < 1:
             raise CloudError("--instance-count must be at least 1")
+        if self.autoscale and not self.autoscale[0] <= self.instance_count <= self.autoscale[1]:
+            raise CloudError(
+                "--instance-count %d is outside --min %d .. --max %d"
+                % (self.instance_count, self.autoscale[0], self.autoscale[1])
+            )
+
+    def scaling(self) -> Dict[str, Dict[str, Any]]:
+        """The autoscaling the endpoint gets once InService (none without --min/--max)."""
+        if not self.autoscale:
+            return {}
+        low, high, per_instance = self.autoscale
+        return {VARIANT: scaling.target_tracking(self.endpoint, VARIANT, low, high, per_instance)}
 
 
 def plan_deploy(request: DeployRequest, exists: bool, suffix: str) -> List[Call]:
@@ -168,7 +183,7 @@ def deploy(
                 "endpoint %s is %s: wait until it is InService, then deploy again"
                 % (request.endpoint, status)
             )
-        scaled = scaled_variants(clients, request.endpoint, current)
+        scaled = scaling.scaled_variants(clients, request.endpoint, current)
         if scaled:
             raise CloudError(
                 "endpoint %s has autoscaling on variant %s, which UpdateEndpoint refuses to "
@@ -184,8 +199,9 @@ def deploy(
             )
     calls = plan_deploy(request, current is not None, suffix)
     if dry_run:
-        out.write("dry run: %d calls, nothing changed\n" % len(calls))
-        for call in calls:
+        shown = calls + scaling.restore_calls(request.scaling())
+        out.write("dry run: %d calls, nothing changed\n" % len(shown))
+        for call in shown:
             out.write(call.show() + "\n")
         return 0
     for call in calls:
@@ -218,6 +234,25 @@ def deploy(
         )
         return 1
     out.write("endpoint %s is InService (config %s)\n" % (request.endpoint, config))
+    wanted = request.scaling()
+    if wanted:
+
+        def run(call: Call) -> Any:
+            out.write("%s.%s %s\n" % (call.service, call.operation, call.why))
+            try:
+                return call.run(clients)
+            except Exception as exc:
+                raise CloudError(
+                    "%s failed: %s; the endpoint is InService without autoscaling: deploy "
+                    "again with the same options to add it" % (call.operation, describe_error(exc))
+                ) from exc
+
+        scaling.restore(clients, request.endpoint, wanted, run)
+        low, high, per_instance = request.autoscale or (0, 0, 0.0)
+        out.write(
+            "autoscaling: %d-%d instances, target %g invocations per instance a minute\n"
+            % (low, high, per_instance)
+        )
     return 0
 
 

@@ -1,20 +1,23 @@
 """The plan of an endpoint migration: read the endpoint, its config, models and autoscaling,
-check what the move needs, and say every call it will make (``--dry-run`` prints this).
+run the preflight checks, and say every step and call it will make (``--dry-run`` prints it).
 
-Nothing here changes the account: the plan is the state file's first content.
+Nothing here changes the account: the plan is the state file's first content. A plan is a
+list of named steps (``state["steps"]``) with notes and warnings, so a step can be added
+(compiling the model for Neuron, say) without changing how a run, resume or rollback works.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, TextIO
+from pathlib import Path
+from typing import Any, Dict, List, Optional, TextIO, Tuple
 
-from eikit.cloud import scaling
+from eikit.cloud import guardrails, preflight, scaling
 from eikit.cloud.aws import Call, Clients, CloudError, describe_error, resource_name
-from eikit.cloud.images import build_command, parse_image, target_for
+from eikit.cloud.variants import Planner, is_set
 
-CONFIG_KEYS = (  # CreateEndpointConfig parameters copied from the old config as they are
+CONFIG_KEYS = (  # CreateEndpointConfig parameters copied from the old config when set
     "DataCaptureConfig",
     "KmsKeyId",
     "AsyncInferenceConfig",
@@ -23,19 +26,23 @@ CONFIG_KEYS = (  # CreateEndpointConfig parameters copied from the old config as
     "VpcConfig",
     "EnableNetworkIsolation",
 )
-MODEL_KEYS = ("ExecutionRoleArn", "VpcConfig", "EnableNetworkIsolation")
-CONTAINER_KEYS = (
-    "ContainerHostname",
-    "ImageConfig",
-    "Mode",
-    "ModelDataUrl",
-    "ModelDataSource",
-    "Environment",
-    "ModelPackageName",
-    "InferenceSpecificationName",
-    "MultiModelConfig",
-)
-VARIANT_DROPPED = ("AcceleratorType", "InferenceAmiVersion")
+
+
+@dataclass
+class Options:
+    """What the user asked for, beyond the endpoint and the instance type."""
+
+    image: Optional[str] = None
+    traffic: str = guardrails.DEFAULT_TRAFFIC
+    samples: Optional[str] = None
+    baseline: Optional[str] = None
+    content_type: Optional[str] = None
+    accept: Optional[str] = None
+    rtol: float = 1e-5
+    atol: float = 1e-6
+    repeat: int = 3
+    latency_ms: Optional[float] = None
+    autoscale: Optional[Tuple[int, int, float]] = None  # min, max, invocations per instance
 
 
 @dataclass
@@ -44,62 +51,50 @@ class Plan:
 
     state: Dict[str, Any]
     notes: List[str] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
 
     def calls(self) -> List[Call]:
+        """The calls a run makes from nothing, step by step (``--dry-run``)."""
         s = self.state
-        calls = [
-            Call("sagemaker", "create_model", m, "image for %s" % s["target"]) for m in s["models"]
-        ]
-        calls.append(Call("sagemaker", "create_endpoint_config", s["config"]))
-        calls += scaling.remove_calls(s["scaling"])
-        calls.append(
-            Call(
-                "sagemaker",
-                "update_endpoint",
-                {"EndpointName": s["endpoint"], "EndpointConfigName": s["new_config"]},
-            )
-        )
-        calls += scaling.restore_calls(s["scaling"])
+        calls: List[Call] = []
+        for step in s["steps"]:
+            if step == "create":
+                calls += [
+                    Call("sagemaker", "create_model", m, "image for %s" % s["target"])
+                    for m in s["models"]
+                ]
+                calls.append(Call("sagemaker", "create_endpoint_config", s["config"]))
+            elif step in ("baseline", "verify"):
+                why = "record the answers" if step == "baseline" else "compare the answers"
+                params = {"EndpointName": s["endpoint"], "Samples": s["parity"]["samples"]}
+                calls.append(Call("sagemaker-runtime", "invoke_endpoint", params, why))
+            elif step == "guardrails":
+                calls += [
+                    Call("cloudwatch", "put_metric_alarm", a, "guardrail")
+                    for a in s["guardrails"]["alarms"]
+                ]
+            elif step == "remove-scaling":
+                calls += scaling.remove_calls(s["scaling"])
+            elif step == "update":
+                calls.append(Call("sagemaker", "update_endpoint", update_params(s)))
+            elif step == "restore-scaling":
+                calls += scaling.restore_calls(s["new_scaling"])
+                calls += [
+                    Call("cloudwatch", "put_metric_alarm", a, "actions -> the new policies")
+                    for a in s["alarms"]
+                ]
+            elif step == "remove-guardrails":
+                names = [a["AlarmName"] for a in s["guardrails"]["alarms"]]
+                calls.append(Call("cloudwatch", "delete_alarms", {"AlarmNames": names}))
         return calls
 
 
-def _container_image(clients: Clients, image: str, region: str) -> Optional[str]:
-    """Why ``image`` cannot be used (an ECR image that is not there), or None."""
-    parsed = parse_image(image)
-    if parsed is None or parsed.ecr is None:
-        return None
-    _, ecr_region, repository = parsed.ecr
-    try:
-        clients.ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": parsed.tag}])
-    except Exception as exc:
-        if "NotFound" in describe_error(exc):
-            return "%s is not in ECR (%s)" % (image, describe_error(exc).split(":")[0])
-        return "cannot check %s: %s" % (image, describe_error(exc))
-    return None
-
-
-def _new_image(
-    clients: Clients, current: str, target: str, image: Optional[str], region: str
-) -> Optional[str]:
-    """The image the model needs on ``target`` (None: keep ``current``), or refuse."""
-    if image:
-        return image if image != current else None
-    parsed = parse_image(current)
-    if parsed is None:
-        raise CloudError(
-            "the model's image %s is not an eikit image, so eikit cannot tell which image "
-            "serves on a %s instance: pass --image URI" % (current, target)
-        )
-    if parsed.target == target:
-        return None
-    wanted = parsed.with_target(target)
-    problem = _container_image(clients, wanted.uri, region)
-    if problem is not None:
-        raise CloudError(
-            "the %s instance needs the eikit %s image %s, but %s. Build and push it first:\n"
-            "  %s" % (target, target, wanted.uri, problem, build_command(wanted, region))
-        )
-    return wanted.uri
+def update_params(s: Dict[str, Any]) -> Dict[str, Any]:
+    params: Dict[str, Any] = {"EndpointName": s["endpoint"], "EndpointConfigName": s["new_config"]}
+    deployment = (s.get("guardrails") or {}).get("deployment")
+    if deployment:
+        params["DeploymentConfig"] = deployment
+    return params
 
 
 def plan_migration(
@@ -108,9 +103,13 @@ def plan_migration(
     instance_type: str,
     image: Optional[str],
     suffix: str,
+    opts: Optional[Options] = None,
 ) -> Plan:
     """Read the endpoint, its config, models and autoscaling; refuse what cannot be done."""
-    target = target_for(instance_type)
+    opts = opts or Options()
+    if image:
+        opts.image = image
+    planner = Planner(clients, endpoint, instance_type, suffix, opts.image)
     sm = clients.sagemaker
     try:
         described = dict(sm.describe_endpoint(EndpointName=endpoint))
@@ -130,37 +129,22 @@ def plan_migration(
         )
     old_config = described["EndpointConfigName"]
     config = dict(sm.describe_endpoint_config(EndpointConfigName=old_config))
-    region = clients.region
-    notes: List[str] = []
     current_counts = {
         v["VariantName"]: v.get("CurrentInstanceCount") or v.get("DesiredInstanceCount")
         for v in described.get("ProductionVariants", [])
     }
-    variant_names = [v["VariantName"] for v in config["ProductionVariants"]]
-    recorded = scaling.record(clients, endpoint, variant_names)
-    models: List[Dict[str, Any]] = []
-    swapped: Dict[str, str] = {}
-    variants: List[Dict[str, Any]] = []
+    names = [v["VariantName"] for v in config["ProductionVariants"]]
+    recorded = scaling.record(clients, endpoint, names)
+    new_scaling = _new_scaling(endpoint, recorded, names, opts, planner.notes)
+    variants = []
     for old in config["ProductionVariants"]:
         name = old["VariantName"]
-        if "ServerlessConfig" in old:
-            raise CloudError("variant %s is serverless: it has no instance type to change" % name)
-        variant = {k: copy.deepcopy(v) for k, v in old.items() if k not in VARIANT_DROPPED}
-        if old.get("AcceleratorType"):
-            notes.append("variant %s: EI accelerator %s removed" % (name, old["AcceleratorType"]))
-        variant["InstanceType"] = instance_type
         count = current_counts.get(name) or old.get("InitialInstanceCount") or 1
-        if name in recorded:
-            target_limits = recorded[name]["target"]
-            count = max(target_limits["MinCapacity"], min(count, target_limits["MaxCapacity"]))
-        variant["InitialInstanceCount"] = int(count)
-        model_name = old["ModelName"]
-        if model_name not in swapped:
-            swapped[model_name] = _swap_model(
-                clients, model_name, target, image, region, suffix, models, notes
-            )
-        variant["ModelName"] = swapped[model_name]
-        notes.append(
+        if name in new_scaling:  # within the autoscaling limits it will have
+            limits = new_scaling[name]["target"]
+            count = max(limits["MinCapacity"], min(count, limits["MaxCapacity"]))
+        variant = planner.variant(old, count)
+        planner.notes.append(
             "variant %s: %s x %s -> %d x %s, model %s"
             % (
                 name,
@@ -172,8 +156,12 @@ def plan_migration(
             )
         )
         variants.append(variant)
-    if target == "neuron":
-        notes.append(
+    shadows = [
+        planner.variant(old, old.get("InitialInstanceCount") or 1)
+        for old in config.get("ShadowProductionVariants") or []
+    ]
+    if planner.target == "neuron":
+        planner.notes.append(
             "inf1/inf2: the model must be compiled for Neuron (torch-neuron / torch-neuronx); "
             "an uncompiled model falls back to the instance's CPU"
         )
@@ -183,89 +171,136 @@ def plan_migration(
         "ProductionVariants": variants,
     }
     for key in CONFIG_KEYS:
-        if key in config:
+        if is_set(config.get(key)):
             create_config[key] = copy.deepcopy(config[key])
-    shadows = config.get("ShadowProductionVariants")
     if shadows:
-        create_config["ShadowProductionVariants"] = [
-            dict(
-                {k: v for k, v in s.items() if k not in VARIANT_DROPPED}, InstanceType=instance_type
-            )
-            for s in shadows
-        ]
-    for variant_name, saved in sorted(recorded.items()):
+        create_config["ShadowProductionVariants"] = shadows
+    alarms = scaling.record_alarms(clients, recorded)
+    state = {
+        "kind": "endpoint-migration",
+        "endpoint": endpoint,
+        "region": clients.region,
+        "account": clients.account(),
+        "instance_type": instance_type,
+        "target": planner.target,
+        "old_config": old_config,
+        "new_config": new_config,
+        "models": planner.models,
+        "config": create_config,
+        "scaling": recorded,
+        "new_scaling": new_scaling,
+        "alarms": alarms,
+        "old_variants": config["ProductionVariants"],
+    }
+    plan = Plan(state, planner.notes, planner.warnings)
+    _guardrails(plan, variants, planner.models, opts)
+    _parity(plan, opts)
+    _preflight(clients, plan, planner.images)
+    state["steps"] = _steps(state)
+    return plan
+
+
+def _new_scaling(
+    endpoint: str,
+    recorded: Dict[str, Dict[str, Any]],
+    names: List[str],
+    opts: Options,
+    notes: List[str],
+) -> Dict[str, Dict[str, Any]]:
+    for variant in sorted(recorded):
+        saved = recorded[variant]
         t = saved["target"]
         notes.append(
             "variant %s: autoscaling %d-%d instances, scaling policies: %d, scheduled actions: %d; "
             "removed before the update, restored after"
             % (
-                variant_name,
+                variant,
                 t["MinCapacity"],
                 t["MaxCapacity"],
                 len(saved["policies"]),
                 len(saved["scheduled"]),
             )
         )
-    state = {
-        "kind": "endpoint-migration",
-        "endpoint": endpoint,
-        "region": region,
-        "account": clients.account(),
-        "instance_type": instance_type,
-        "target": target,
-        "old_config": old_config,
-        "new_config": new_config,
-        "models": models,
-        "config": create_config,
-        "scaling": recorded,
-        "old_variants": config["ProductionVariants"],
-    }
-    return Plan(state, notes)
-
-
-def _swap_model(
-    clients: Clients,
-    model_name: str,
-    target: str,
-    image: Optional[str],
-    region: str,
-    suffix: str,
-    models: List[Dict[str, Any]],
-    notes: List[str],
-) -> str:
-    """The model the new config uses: the same one, or a copy with the target's image."""
-    described = dict(clients.sagemaker.describe_model(ModelName=model_name))
-    containers = [described["PrimaryContainer"]] if described.get("PrimaryContainer") else []
-    containers = containers or list(described.get("Containers", []))
-    if len(containers) != 1:
-        if image:
-            raise CloudError(
-                "model %s has %d containers (an inference pipeline); eikit swaps one image only"
-                % (model_name, len(containers))
-            )
-        notes.append("model %s: %d containers, kept as it is" % (model_name, len(containers)))
-        return model_name
-    current = containers[0]["Image"]
-    new_image = _new_image(clients, current, target, image, region)
-    if new_image is None:
-        notes.append("model %s: image %s kept (it serves on %s)" % (model_name, current, target))
-        return model_name
-    if image:
-        problem = _container_image(clients, new_image, region)
-        if problem is not None:
-            raise CloudError("--image: %s" % problem)
-    container = {k: copy.deepcopy(v) for k, v in containers[0].items() if k in CONTAINER_KEYS}
-    container["Image"] = new_image
-    new_name = resource_name(model_name, suffix)
-    create: Dict[str, Any] = {"ModelName": new_name, "PrimaryContainer": container}
-    for key in MODEL_KEYS:
-        if described.get(key) not in (None, {}, []):
-            create[key] = copy.deepcopy(described[key])
-    models.append(create)
+    if opts.autoscale is None:
+        return recorded
+    low, high, per_instance = opts.autoscale
     notes.append(
-        "model %s: new model %s with image %s (was %s)" % (model_name, new_name, new_image, current)
+        "autoscaling after the update: %d-%d instances per variant, target %g invocations per "
+        "instance a minute (policy %s)" % (low, high, per_instance, scaling.EIKIT_POLICY)
     )
-    return new_name
+    return {
+        name: scaling.with_target_tracking(
+            recorded.get(name), endpoint, name, low, high, per_instance
+        )
+        for name in names
+    }
+
+
+def _guardrails(
+    plan: Plan, variants: List[Dict[str, Any]], models: List[Dict[str, Any]], opts: Options
+) -> None:
+    s = plan.state
+    marketplace = any(m["PrimaryContainer"].get("ModelPackageName") for m in models)
+    s["guardrails"], notes, warnings = guardrails.plan(
+        s["endpoint"],
+        guardrails.Traffic.parse(opts.traffic),
+        s["old_variants"],
+        variants,
+        marketplace,
+        opts.latency_ms,
+        from_baseline=opts.latency_ms is None and opts.samples is not None,
+    )
+    plan.notes += notes
+    plan.warnings += warnings
+
+
+def _parity(plan: Plan, opts: Options) -> None:
+    s = plan.state
+    if not opts.samples:
+        s["parity"] = None
+        return
+    baseline = opts.baseline or "eikit-baseline-%s.json" % s["endpoint"]
+    s["parity"] = {
+        "samples": str(Path(opts.samples).resolve()),
+        "baseline": str(Path(baseline).resolve()),
+        "content_type": opts.content_type,
+        "accept": opts.accept,
+        "rtol": opts.rtol,
+        "atol": opts.atol,
+        "repeat": opts.repeat,
+    }
+    plan.notes.append(
+        "parity: the old endpoint's answers to %s are recorded in %s before the update, and "
+        "compared (rtol %g, atol %g) while the new fleet bakes and after the update"
+        % (opts.samples, baseline, opts.rtol, opts.atol)
+    )
+
+
+def _preflight(clients: Clients, plan: Plan, images: List[str]) -> None:
+    s = plan.state
+    found = preflight.check(clients, s, images)
+    s["old_redeployable"] = preflight.redeployable(s["old_variants"])
+    plan.warnings += [f.show() for f in found if not f.fatal]
+    fatal = [f for f in found if f.fatal]
+    if fatal:
+        raise CloudError(
+            "preflight: %d problem(s); nothing was changed:\n%s"
+            % (len(fatal), "\n".join("  - " + f.show() for f in fatal))
+        )
+
+
+def _steps(s: Dict[str, Any]) -> List[str]:
+    steps = ["create"]
+    if s["parity"]:
+        steps.append("baseline")
+    if s["guardrails"]:
+        steps.append("guardrails")
+    steps += ["remove-scaling", "update", "wait", "restore-scaling"]
+    if s["guardrails"]:
+        steps.append("remove-guardrails")
+    if s["parity"]:
+        steps.append("verify")
+    return steps
 
 
 def show_plan(plan: Plan, out: TextIO) -> None:
@@ -283,7 +318,10 @@ def show_plan(plan: Plan, out: TextIO) -> None:
     )
     for note in plan.notes:
         out.write("  - %s\n" % note)
+    for warning in plan.warnings:
+        out.write("  ! %s\n" % warning)
+    out.write("steps: %s\n" % ", ".join(s["steps"]))
     out.write("calls, in order:\n")
     for number, call in enumerate(plan.calls(), 1):
         out.write("%2d. %s\n" % (number, call.show().replace("\n", "\n    ")))
-    out.write("then wait for InService (10-15 minutes is normal)\n")
+    out.write("then wait for InService (10-15 minutes is normal, longer with baking periods)\n")

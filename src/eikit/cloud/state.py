@@ -1,8 +1,15 @@
 """The migration state file: what was read, made and removed, and how far a run got.
 
-Written (atomically: a temporary file, then a rename) before each step that changes the
-account, so a migration that was interrupted — Ctrl-C, a lost shell, a timeout — can be
-finished (``eikit migrate resume``) or undone (``eikit migrate rollback``) from it.
+Written (atomically: a temporary file, then a rename) when a run starts, after each step,
+and before anything whose loss would leave a run unable to undo itself (the autoscaling a
+rollback removes, the reason a run failed). A migration that was interrupted (Ctrl-C, a
+lost shell, a timeout, a killed process) is finished (``eikit migrate resume``) or undone
+(``eikit migrate rollback``) from it; since every step reads what is there before it acts,
+a step that was under way is simply made again.
+
+A plan lists the steps of ``FORWARD`` it makes; ``completed`` holds those done. A new step
+(compiling the model for Neuron, say) is a name here, a ``step_NAME`` method of
+``Migration`` and a place in ``plan._steps``.
 """
 
 from __future__ import annotations
@@ -15,17 +22,19 @@ from typing import Any, Dict, Optional
 
 from eikit.cloud.aws import CloudError
 
-VERSION = 1
-STEPS = (
-    "planned",  # nothing changed yet
-    "config-created",  # new models and endpoint config exist
-    "scaling-removed",  # autoscaling deregistered (recorded in "scaling")
-    "updating",  # UpdateEndpoint called
-    "updated",  # the endpoint is InService on the new config
-    "done",  # autoscaling restored on the new variants
-    "rolling-back",
-    "rolled-back",
+VERSION = 2
+FORWARD = (  # the steps a plan may hold, in order (a plan lists the ones it makes)
+    "create",  # new models and endpoint config
+    "baseline",  # the old endpoint's answers recorded (with --samples)
+    "guardrails",  # the auto-rollback alarms made
+    "remove-scaling",  # autoscaling deregistered (recorded in "scaling")
+    "update",  # UpdateEndpoint called, with the blue/green DeploymentConfig
+    "wait",  # the endpoint is InService on the new config
+    "restore-scaling",  # autoscaling on the new variants, alarms on the live policies
+    "remove-guardrails",  # the auto-rollback alarms deleted
+    "verify",  # the new endpoint's answers compared with the baseline
 )
+STEPS = ("planned",) + FORWARD + ("done", "rolling-back", "rolled-back")
 
 
 def default_path(endpoint: str) -> Path:
@@ -53,7 +62,7 @@ class StateFile:
                     "migrate resume --state %s` or undo it with `eikit migrate rollback "
                     "--state %s`" % (path, old.data.get("endpoint"), old.step, path, path)
                 )
-        state = cls(path, dict(data, version=VERSION, history=[]))
+        state = cls(path, dict(data, version=VERSION, history=[], completed=[]))
         state.advance("planned", "plan written")
         return state
 
@@ -65,17 +74,29 @@ class StateFile:
             raise CloudError("no migration state file %s" % path) from None
         except ValueError as exc:
             raise CloudError("%s is not a migration state file: %s" % (path, exc)) from None
+        if data.get("kind") == "endpoint-migration" and data.get("version") != VERSION:
+            raise CloudError(
+                "%s was written by another eikit version (state version %s, this one reads %d): "
+                "finish it with that version" % (path, data.get("version"), VERSION)
+            )
         if data.get("version") != VERSION or data.get("step") not in STEPS:
-            raise CloudError("%s is not an eikit migration state file (version 1)" % path)
+            raise CloudError(
+                "%s is not an eikit migration state file (version %d)" % (path, VERSION)
+            )
         return cls(path, data)
 
     @property
     def step(self) -> str:
         return str(self.data.get("step"))
 
+    def completed(self, step: str) -> bool:
+        return step in self.data.get("completed", [])
+
     def advance(self, step: str, note: str = "") -> None:
         assert step in STEPS, step
         self.data["step"] = step
+        if step in FORWARD and step not in self.data.setdefault("completed", []):
+            self.data["completed"].append(step)
         self.data.setdefault("history", []).append({"at": now_iso(), "step": step, "note": note})
         self.save()
 
