@@ -213,3 +213,35 @@ def test_neo_needs_a_bucket_and_a_role(model: Path, tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigurationError, match="--neo needs --s3"):
         compile_archive(request)
+
+
+# --- what the migration calls (eikit.compile.s3) --------------------------------------------
+
+
+def test_the_migration_reads_what_an_s3_archive_is_compiled_for_and_compiles_it_beside(
+    neo: Tuple[NeoStandIn, Any], model: Path, tmp_path: Path
+) -> None:
+    from eikit.compile.s3 import beside, compile_beside, compiled_generations
+
+    _, s3 = neo
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(str(archive), "w:gz") as tar:
+        tar.add(str(model / "model.pt"), "model.pt")
+    s3.upload_file(str(archive), BUCKET, "flowers/model.tar.gz")
+    old = "s3://%s/flowers/model.tar.gz" % BUCKET
+    assert beside(old, "inf1") == "s3://%s/flowers/model-inf1.tar.gz" % BUCKET
+    assert compiled_generations(s3, old) == []
+    lines: List[str] = []
+    request = CompileRequest(
+        source=Path("unused"),
+        generation="inf1",
+        example=Example(body=b"[[1, 2, 3, 4]]", content_type="application/json"),
+        batch_sizes=[1, 4],
+        where="in-process",
+        progress=lines.append,
+    )
+    new = compile_beside(s3, old, request)
+    assert new == beside(old, "inf1")
+    assert compiled_generations(s3, new) == ["inf1"]
+    assert compiled_generations(s3, old) == []  # the old archive is left as it was
+    assert any(line.startswith("uploaded %s" % new) for line in lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
+from typing import Any, List
 
 import pytest
 
@@ -159,3 +160,27 @@ def test_spec_is_frozen() -> None:
 
 def test_build_args_name_every_framework() -> None:
     assert set(matrix.BUILD_ARGS) == set(FRAMEWORKS)
+
+
+def test_eikit_build_refuses_what_never_existed_and_warns_of_frozen_stacks(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from eikit.cli import main
+    from eikit.images import build
+
+    built: List[Any] = []
+
+    def fake_build(spec: object, tags: object, **kwargs: object) -> build.BuildResult:
+        built.append(spec)
+        return build.BuildResult("sha256:" + "0" * 64, ["eikit:x"], 1.0, 1, 0)
+
+    monkeypatch.setattr(build, "build_image", fake_build)
+    assert main(["build", "--framework", "mxnet", "--target", "inf2"]) == 2
+    err = capsys.readouterr().err
+    assert "MXNet never ran on NeuronCore v2" in err and not built
+    assert main(["build", "--framework", "pytorch", "--target", "inf1", "--no-pull"]) == 0
+    err = capsys.readouterr().err
+    assert "eikit build: warning: pytorch on inf1 is frozen" in err
+    assert [s.tag for s in built] == ["pytorch-1.13-inf1-py310"]
+    assert main(["build", "--framework", "pytorch", "--target", "inf2", "--no-pull"]) == 0
+    assert "warning" not in capsys.readouterr().err

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 from eikit.errors import ConfigurationError
 from eikit.images import matrix
@@ -54,16 +54,11 @@ def inner_command(
 
 
 def compile_in_docker(
-    framework: str,
-    tree: Path,
-    request: CompileRequest,
-    sizes: List[int],
-    scratch: Path,
-    extra_mounts: Optional[List[Dict[str, Any]]] = None,
-    extra_env: Optional[Dict[str, str]] = None,
+    framework: str, tree: Path, request: CompileRequest, sizes: List[int], scratch: Path
 ) -> None:
     """Run the compile in the image; raises ConfigurationError with the log's tail when it
-    fails. ``extra_mounts``/``extra_env``: for tests (stand-in packages)."""
+    fails. ``request.docker_mounts`` (read-only) and ``request.docker_env`` add to the
+    container (a package cache, a proxy; tests mount stand-in packages)."""
     from docker.errors import DockerException, ImageNotFound
 
     from eikit.images.container import docker_client
@@ -91,9 +86,11 @@ def compile_in_docker(
             "Target": SCRATCH_MOUNT,
             "ReadOnly": False,
         },
-    ] + list(extra_mounts or [])
+    ]
+    for source, target in sorted(request.docker_mounts.items()):
+        mounts.append({"Type": "bind", "Source": source, "Target": target, "ReadOnly": True})
     env = {"HOME": SCRATCH_MOUNT + "/home", "PYTHONUNBUFFERED": "1"}
-    env.update(extra_env or {})
+    env.update(request.docker_env)
     command = inner_command(request, sizes, example_file)
     request.progress("docker: %s %s" % (image, " ".join(command)))
     try:

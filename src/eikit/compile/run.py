@@ -50,6 +50,8 @@ class CompileRequest:
     framework: Optional[str] = None
     where: str = "auto"
     image: Optional[str] = None  # docker: default eikit:<the generation's tag>
+    docker_mounts: Dict[str, str] = field(default_factory=dict)  # host -> container, read-only
+    docker_env: Dict[str, str] = field(default_factory=dict)  # more environment for it
     rtol: Optional[float] = None
     atol: Optional[float] = None
     compiler_args: List[str] = field(default_factory=list)
