@@ -146,6 +146,7 @@ def test_neuron_figures_need_a_compile_and_dead_ends_do_not_fit() -> None:
     inf1 = by_type(result, "ml.inf1.xlarge")
     assert any("compiled for inf1 (eikit compile --generation inf1)" in n for n in inf1["notes"])
     assert any("pytorch-1.13-inf1-py310" in n and "frozen" in n for n in inf1["notes"])
+    assert "4 NeuronCores: 4 workers, each pinned to one" in inf1["notes"]
     inf2 = by_type(result, "ml.inf2.xlarge")
     assert any("pytorch-2.9-inf2-py312" in n and "supported" in n for n in inf2["notes"])
     section = result["neuron"]

@@ -165,6 +165,10 @@ def neuron_candidate(candidate: Dict[str, Any], framework: str) -> Optional[Dict
         candidate["notes"].append(
             "image %s (Python %s); %s stack" % (advice.image_tag, advice.python, advice.state)
         )
+        if advice.cores:
+            candidate["notes"].append(
+                "%d NeuronCores: %d workers, each pinned to one" % (advice.cores, advice.cores)
+            )
     return advice.to_dict()
 
 

@@ -12,6 +12,7 @@ from eikit.images import matrix
 from eikit.neuron.facts import (
     COMPILE_ANYWHERE,
     GENERATIONS,
+    INSTANCE_CORES,
     NEO_TARGETS,
     generation_of_family,
     refusal,
@@ -30,6 +31,7 @@ class TargetAdvice:
     image_tag: Optional[str]  # eikit's image for it
     aws_image: Optional[str]  # AWS's own Deep Learning Container
     python: str
+    cores: Optional[int] = None  # NeuronCores on the instance type: one worker each
     needs: List[str] = field(default_factory=list)  # what to do, in order
     dead_end: Optional[str] = None  # why not (never existed), with what works
     caution: Optional[str] = None  # frozen / archived, with what inf2 offers
@@ -63,6 +65,7 @@ def target_advice(instance_type: str, framework: str) -> Optional[TargetAdvice]:
         else None,
         aws_image=cell.aws_image,
         python=cell.python,
+        cores=INSTANCE_CORES.get(instance_type),
         sources=[cell.source.cite(), gen.state_source.cite()],
     )
     if cell.state == "never":
