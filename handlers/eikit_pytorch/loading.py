@@ -9,6 +9,7 @@ owns it. Both cases get an error that says to save with ``torch.jit.save`` or to
 
 from __future__ import annotations
 
+import importlib
 import zipfile
 from pathlib import Path
 from typing import Any, List, Optional
@@ -75,6 +76,27 @@ def not_torchscript(path: Path) -> Optional[str]:
     return "not a PyTorch file"
 
 
+# What the TorchScript code of a graph compiled by torch-neuron or torch-neuronx calls (their
+# ops and classes are registered under the "neuron" namespace). Not checked against real
+# compiled artifacts here: none can be made without AWS's packages.
+_NEURON_MARKERS = (b"ops.neuron.", b"classes.neuron.")
+
+
+def looks_neuron_compiled(path: Path) -> bool:
+    """Whether a TorchScript file calls Neuron ops (compiled without eikit's manifest)."""
+    try:
+        if not zipfile.is_zipfile(str(path)):
+            return False
+        with zipfile.ZipFile(str(path)) as archive:
+            for name in archive.namelist():
+                code = "/code/" in name and name.endswith(".py")
+                if code and any(marker in archive.read(name) for marker in _NEURON_MARKERS):
+                    return True
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return False
+
+
 def load_torchscript(path: Path, map_location: Optional[str]) -> Any:
     import torch
 
@@ -93,4 +115,13 @@ def load_torchscript(path: Path, map_location: Optional[str]) -> Any:
         raise ConfigurationError(
             "TorchScript model %s does not load with torch %s: %s: %s"
             % (path, torch.__version__, type(exc).__name__, exc)
+        ) from exc
+
+
+def import_package(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except Exception as exc:  # an accelerator plugin built for another torch fails many ways
+        raise ConfigurationError(
+            "%s does not import (%s: %s)" % (name, type(exc).__name__, exc)
         ) from exc

@@ -8,10 +8,12 @@ Each returns available, or the precise reason it is not. Decisions worth knowing
   The older EI build replaces torch itself and is installed as the distribution
   ``torch_eia`` (its wheel is ``torch_eia-1.3.1-...whl``) while the module stays ``torch``,
   so it is recognised by that distribution's metadata, or by "eia" in ``torch.__version__``.
-- Neuron needs ``/dev/neuron*`` nodes and ``torch_neuronx`` (Inf2/Trn1) or ``torch_neuron``
-  (Inf1). The package is only located here (``find_spec``), not imported: importing it pulls
-  in the Neuron runtime (and torch_xla for ``torch_neuronx``) in the serving process. The
-  session imports it before any model loads, and a failure there falls back.
+- Neuron needs ``/dev/neuron*`` nodes and the package of their generation: ``torch_neuron``
+  on Inf1 (NeuronCore v1), ``torch_neuronx`` on Inf2/Trn1 (v2); ``eikit.neuron.host`` finds
+  the generation and the cores. The package is only located here (``find_spec``), not
+  imported: importing it pulls in the Neuron runtime (and torch_xla for ``torch_neuronx``)
+  in the serving process. The session imports it before any model loads, and a failure
+  there falls back.
 - CUDA goes through a ``CudaCheck`` callable, the seam tests replace. The default first
   looks for NVIDIA device nodes (``nvidia0``, ...) under the device root and, only when
   there are some, imports torch and asks ``torch.cuda.is_available()`` and
@@ -32,14 +34,15 @@ from eikit.accelerators import (
     distribution_version,
     ei_signal_reason,
     module_installed,
-    neuron_device_nodes,
     nvidia_device_nodes,
 )
+from eikit.neuron.facts import GENERATIONS
+from eikit.neuron.host import SYSFS_ROOT, NeuronLs, discover, run_neuron_ls
 
 # (device count, reason): count 0 means unavailable and the reason says why.
 CudaCheck = Callable[[], Tuple[int, str]]
 
-NEURON_PACKAGES = ("torch_neuronx", "torch_neuron")
+NEURON_PACKAGES = tuple(gen.module for gen in reversed(list(GENERATIONS.values())))
 
 
 def _torcheia() -> Tuple[Optional[str], str]:
@@ -95,33 +98,64 @@ def eia_probe(accelerator_present: bool) -> ProbeResult:
     )
 
 
-def neuron_probe(device_root: Path) -> ProbeResult:
-    nodes = neuron_device_nodes(device_root)
-    package = next((name for name in NEURON_PACKAGES if module_installed(name)), None)
-    if nodes and package:
+def neuron_probe(
+    device_root: Path,
+    sysfs_root: Path = SYSFS_ROOT,
+    visible: Optional[str] = None,
+    neuron_ls: Optional[NeuronLs] = run_neuron_ls,
+) -> ProbeResult:
+    """Neuron devices, their generation and cores, and the package for that generation.
+
+    ``count`` is the number of NeuronCores workers may use (one worker each); ``detail``
+    holds the package, the generation, the device names and the core ids."""
+    host = discover(device_root, sysfs_root, neuron_ls, visible)
+    installed = [name for name in NEURON_PACKAGES if module_installed(name)]
+    if not host.devices:
+        if installed:
+            reason = "no Neuron devices (%s/neuron*) although %s is installed" % (
+                device_root,
+                installed[0],
+            )
+        else:
+            reason = "no Neuron devices (%s/neuron*) and no torch_neuronx or torch_neuron" % (
+                device_root
+            )
+        return ProbeResult("neuron", False, reason)
+    wanted = [GENERATIONS[host.generation].module] if host.generation else list(NEURON_PACKAGES)
+    package = next((name for name in wanted if name in installed), None)
+    where = "%d Neuron device(s) under %s" % (len(host.devices), device_root)
+    if host.generation:
+        where += " (%s: %s, NeuronCore %s)" % (
+            host.hardware,
+            host.generation,
+            GENERATIONS[host.generation].neuron_core,
+        )
+    if package is None:
+        if installed:
+            return ProbeResult(
+                "neuron",
+                False,
+                "%s, but %s is installed and this generation needs %s: use the eikit %s image"
+                % (where, installed[0], wanted[0], host.generation),
+            )
         return ProbeResult(
             "neuron",
-            True,
-            "%d Neuron device(s) under %s; %s installed" % (len(nodes), device_root, package),
-            count=len(nodes),
-            detail={"package": package, "devices": [node.name for node in nodes]},
+            False,
+            "%s but neither torch_neuronx nor torch_neuron is installed" % where,
         )
-    if package:
-        reason = "no Neuron devices (%s/neuron*) although %s is installed" % (device_root, package)
-    elif nodes:
-        reason = (
-            "%d Neuron device(s) under %s but neither torch_neuronx nor torch_neuron "
-            % (
-                len(nodes),
-                device_root,
-            )
-            + "is installed"
-        )
-    else:
-        reason = "no Neuron devices (%s/neuron*) and no torch_neuronx or torch_neuron" % (
-            device_root
-        )
-    return ProbeResult("neuron", False, reason)
+    generation = host.generation or next(
+        name for name, gen in GENERATIONS.items() if gen.module == package
+    )
+    detail = host.to_dict()
+    detail.update({"package": package, "generation": generation})
+    return ProbeResult(
+        "neuron",
+        True,
+        "%s; %d NeuronCore(s) for workers (%s); %s installed"
+        % (where, len(host.visible), host.source, package),
+        count=len(host.visible),
+        detail=detail,
+    )
 
 
 def torch_cuda_check(device_root: Path = Path("/dev")) -> Tuple[int, str]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Dict, Optional
 
 from eikit.accelerators import Probe, ProbeResult
 from eikit.errors import ConfigurationError
+from eikit.neuron.host import pinning
 from eikit.runtime import ModelSession, Runtime
 from eikit_pytorch.probes import CudaCheck, cuda_probe, eia_probe, neuron_probe, torch_cuda_check
 from eikit_pytorch.session import (
@@ -27,7 +28,7 @@ class PyTorchRuntime(Runtime):
     framework_module = "torch"
     install_hint = (
         "pip install 'eikit[pytorch]' (torch); for EI, torch 1.5.1 with torcheia; "
-        "for Neuron, torch_neuronx or torch_neuron"
+        "for Neuron, the eikit inf1 image (torch-neuron) or inf2 image (torch-neuronx)"
     )
 
     def __init__(self, cuda_check: Optional[CudaCheck] = None) -> None:
@@ -40,9 +41,19 @@ class PyTorchRuntime(Runtime):
         check = self.cuda_check or functools.partial(torch_cuda_check, device_root)
         return {
             "eia": lambda: eia_probe(present),
-            "neuron": lambda: neuron_probe(device_root),
+            "neuron": lambda: neuron_probe(
+                device_root, settings.neuron_sysfs_root, settings.neuron_visible_cores
+            ),
             "cuda": lambda: cuda_probe(check),
         }
+
+    def worker_pinning(
+        self, accelerator: ProbeResult, settings: Settings, worker: int
+    ) -> Dict[str, str]:
+        """On Neuron, worker ``worker`` owns one NeuronCore of those the probe found."""
+        if accelerator.kind != "neuron":
+            return {}
+        return pinning(list(accelerator.detail.get("cores") or [0]), worker)
 
     def threads(self, accelerator: ProbeResult, settings: Settings) -> int:
         """Torch threads per worker: EIKIT_WORKER_THREADS, else the cores shared by workers."""
@@ -60,7 +71,7 @@ class PyTorchRuntime(Runtime):
             device = "cuda:%d" % (worker % max(1, accelerator.count))
             return CudaSession(accelerator, device, threads)
         if kind == "neuron":
-            return NeuronSession(accelerator, "neuron", threads)
+            return NeuronSession(accelerator, "neuron", threads, settings.split_batches)
         if kind == "eia":
             api = accelerator.detail.get("api")
             if api == "torcheia":

@@ -18,7 +18,6 @@ is put on the device, where inputs go, and what wraps the forward call.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import itertools
 import logging
 import weakref
@@ -26,13 +25,28 @@ from pathlib import Path
 from typing import Any, ContextManager, Optional
 
 from eikit.accelerators import ProbeResult
-from eikit.errors import ConfigurationError
+from eikit.compile.command import not_compiled_message
+from eikit.errors import ConfigurationError, NotCompiled
+from eikit.neuron.facts import GENERATIONS
+from eikit.neuron.manifest import Compiled, read_manifest
 from eikit.runtime import ModelSession
-from eikit_pytorch.loading import find_model_file, load_torchscript
+from eikit_pytorch.compiled import CompiledModel, load_compiled
+from eikit_pytorch.loading import (
+    find_model_file,
+    import_package,
+    load_torchscript,
+    looks_neuron_compiled,
+)
+from eikit_pytorch.parity import verify_on_device
 from eikit_pytorch.shapes import empty_request, refusal
 from eikit_pytorch.tensors import request_tensors, to_inputs, to_numpy
 
 log = logging.getLogger(__name__)
+
+
+def generation_of(module: str) -> str:
+    """The NeuronCore generation a Neuron package serves (torch_neuron: inf1)."""
+    return next(name for name, gen in GENERATIONS.items() if gen.module == module)
 
 
 def match_float(tensor: Any, dtype: Any) -> Any:
@@ -41,15 +55,6 @@ def match_float(tensor: Any, dtype: Any) -> Any:
     if dtype is not None and tensor.is_floating_point() and tensor.dtype != dtype:
         return tensor.to(dtype)
     return tensor
-
-
-def import_package(name: str) -> Any:
-    try:
-        return importlib.import_module(name)
-    except Exception as exc:  # an accelerator plugin built for another torch fails many ways
-        raise ConfigurationError(
-            "%s does not import (%s: %s)" % (name, type(exc).__name__, exc)
-        ) from exc
 
 
 class TorchSession(ModelSession):
@@ -234,15 +239,81 @@ class TorchEiaLegacySession(TorchSession):
 
 
 class NeuronSession(TorchSession):
-    """Inferentia / Trainium: a compiled TorchScript model; inputs stay on CPU."""
+    """Inferentia / Trainium: a model compiled for this host's generation; inputs stay on CPU.
+
+    With eikit's manifest (``eikit compile``), the graphs compiled for this generation are
+    loaded as one ``CompiledModel`` (padding to the compiled batch sizes, splitting larger
+    requests); their parity is checked here when the compiler could not. A TorchScript
+    compiled by hand (Neuron ops in its code) loads as it is. An uncompiled model raises
+    ``NotCompiled``, whose message holds the ``eikit compile`` command: the worker then
+    falls back to the CPU, saying so, or refuses under ``EIKIT_STRICT_ACCELERATOR``.
+    """
 
     map_location = None
 
-    def __init__(self, accelerator: ProbeResult, device: str, threads: Optional[int]) -> None:
+    def __init__(
+        self, accelerator: ProbeResult, device: str, threads: Optional[int], split: bool = True
+    ) -> None:
         self.api = str(accelerator.detail.get("package", "torch_neuronx"))
+        self.generation = str(accelerator.detail.get("generation") or generation_of(self.api))
+        self.split = split
         super().__init__(accelerator, device, threads)
 
     def start(self) -> None:
         # The package registers the Neuron ops that torch.jit.load needs: import it before
         # any model loads, the user's model_fn included.
         import_package(self.api)
+
+    def model_fn(self, model_dir: Path) -> Any:
+        model_dir = Path(model_dir)
+        manifest = read_manifest(model_dir)
+        entry = manifest.compiled.get(self.generation) if manifest else None
+        if entry is not None:
+            return self._load_compiled(model_dir, entry)
+        path = find_model_file(model_dir)
+        if manifest is None and looks_neuron_compiled(path):
+            log.info(
+                "%s holds Neuron ops but no eikit manifest: loaded as it is (its input "
+                "shapes are fixed; no padding to batch sizes)",
+                path,
+            )
+            return super().model_fn(model_dir)
+        gen = GENERATIONS[self.generation]
+        message = not_compiled_message(str(model_dir), self.generation, gen.neuron_core)
+        if manifest is not None:
+            message = "it was compiled for %s only; %s" % (
+                ", ".join(sorted(manifest.compiled)) or "no generation",
+                message,
+            )
+        raise NotCompiled(message)
+
+    def _load_compiled(self, model_dir: Path, entry: Compiled) -> Any:
+        model, paths = load_compiled(model_dir, entry, self.split, self.map_location)
+        if not entry.parity_checked:
+            result = verify_on_device(model, model_dir, entry)
+            if result["failed"]:
+                raise ConfigurationError(
+                    "the graphs compiled for %s do not answer as the original did on this "
+                    "device (rtol %g, atol %g): %s"
+                    % (
+                        entry.generation,
+                        result["rtol"],
+                        result["atol"],
+                        "; ".join(result["failed"]),
+                    )
+                )
+            log.info(
+                "parity on the device: the compiled graphs match the original (max abs error %.3g)",
+                result["max_abs_error"],
+            )
+        log.info(
+            "loaded the model compiled for %s: graphs %s",
+            entry.describe(),
+            ", ".join(p.name for p in paths),
+        )
+        return model
+
+    def prepare(self, model: Any) -> Any:
+        if isinstance(model, CompiledModel):
+            return model
+        return super().prepare(model)

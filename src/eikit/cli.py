@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from eikit import __version__
 from eikit.errors import ConfigurationError
+from eikit.neuron.status import neuron_status, status_lines
 from eikit.settings import ACCELERATOR_CHOICES, Settings, load_settings
 
 log = logging.getLogger("eikit.cli")
@@ -214,10 +215,18 @@ def cmd_detect(args: argparse.Namespace) -> int:
     detection = detect(runtime.probes(settings), settings.accelerator, settings.strict_accelerator)
     workers = settings.workers or runtime.default_workers(detection.chosen, settings)
     execution = runtime.execution(settings, detection.chosen)
+    neuron = neuron_status(
+        settings.device_root,
+        settings.neuron_sysfs_root,
+        settings.neuron_visible_cores,
+        settings.model_dir,
+    )
     if args.json:
         report = detection.to_dict()
         report.update({"framework": runtime.name, "workers": workers})
         report.update(execution)
+        if neuron is not None:
+            report["neuron"] = neuron
         print(json.dumps(report, indent=2))
         return 0
     print(
@@ -230,6 +239,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
         print("fallback order: %s" % " -> ".join(r.kind for r in detection.chain))
     for key, value in execution.items():
         print("%s: %s" % (key.replace("_", " "), value))
+    for line in status_lines(neuron) if neuron is not None else []:
+        print(line)
     return 0
 
 
@@ -302,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     from eikit import reliability
 
     reliability.register(sub)
+    from eikit.compile.cli import register as register_compile
+
+    register_compile(sub)
 
     try:
         from eikit.images.commands import register

@@ -54,6 +54,14 @@ class PayloadTooLarge(EikitError):
     code = "payload_too_large"
 
 
+class BatchTooLarge(EikitError):
+    """A batch larger than every batch size the model was compiled for (Neuron), with
+    splitting turned off; the message names the compiled sizes."""
+
+    status = 413
+    code = "batch_too_large"
+
+
 class UnsupportedMediaType(EikitError):
     status = 415
     code = "unsupported_media_type"
@@ -111,6 +119,13 @@ class ModelExists(EikitError):
 
     status = 409
     code = "model_exists"
+
+
+class NotCompiled(ConfigurationError):
+    """A model on a Neuron host that was not compiled for its NeuronCore generation; the
+    message holds the ``eikit compile`` command that compiles it."""
+
+    code = "not_compiled"
 
 
 class UserScriptError(ConfigurationError):

@@ -15,6 +15,7 @@ from eikit.accelerators import Probe, ProbeResult
 from eikit.errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from eikit.compile.example import Example
     from eikit.context import Context
     from eikit.pipeline import Pipeline
     from eikit.settings import Settings
@@ -151,6 +152,15 @@ class Runtime(ABC):
         the inference script (which may import the framework, reading them)."""
         return {}
 
+    def worker_pinning(
+        self, accelerator: ProbeResult, settings: Settings, worker: int
+    ) -> Dict[str, str]:
+        """Environment that binds worker ``worker`` to its own device (Neuron:
+        ``NEURON_RT_VISIBLE_CORES=<its core>``). Unlike ``worker_environment`` it replaces
+        what the worker inherited: a container-wide value would have every worker claim the
+        same devices. None by default."""
+        return {}
+
     def execution(self, settings: Settings, accelerator: ProbeResult) -> Dict[str, str]:
         """Extra facts for ``eikit detect`` about how this runtime will run the model on
         ``accelerator`` (TensorFlow: a TF Serving binary or in-process, and why); each
@@ -174,17 +184,50 @@ class Runtime(ABC):
         ``profile_model(model_dir, example)`` in the runtime package's ``flops`` module
         when it has one, so the framework code stays in the runtime's package.
         """
+        module = self._package_module("flops")
+        if module is None:
+            return None
+        result = module.profile_model(model_dir, example)
+        return dict(result) if result is not None else None
+
+    def compile_model(
+        self,
+        model_dir: Path,
+        out_dir: Path,
+        generation: str,
+        example: Example,
+        batch_sizes: List[int],
+        options: Dict[str, Any],
+    ) -> Dict[str, Any]:
+        """For ``eikit compile``: compile the model in ``model_dir`` for a Neuron
+        ``generation`` into ``out_dir`` (one graph per batch size, checked against the
+        original on records made from ``example``) and return the manifest entry
+        (``eikit.neuron.manifest.Compiled.to_dict()``).
+
+        The default calls ``compile_model`` in the runtime package's ``compiling`` module;
+        a runtime without one cannot compile (ConfigurationError)."""
+        module = self._package_module("compiling")
+        if module is None:
+            raise ConfigurationError(
+                "eikit compile does not compile %s models: it compiles PyTorch (TorchScript). "
+                "Compile with the framework's Neuron package, or with SageMaker Neo "
+                "(eikit compile --neo)" % (self.name or type(self).__name__)
+            )
+        return dict(
+            module.compile_model(model_dir, out_dir, generation, example, batch_sizes, options)
+        )
+
+    def _package_module(self, name: str) -> Any:
+        """The runtime package's module ``name`` (``eikit_pytorch.flops``), or None."""
         import importlib
 
         package = type(self).__module__.rsplit(".", 1)[0]
         try:
-            module = importlib.import_module(package + ".flops")
+            return importlib.import_module(package + "." + name)
         except ModuleNotFoundError as exc:
-            if exc.name != package + ".flops":
+            if exc.name != package + "." + name:
                 raise
             return None
-        result = module.profile_model(model_dir, example)
-        return dict(result) if result is not None else None
 
 
 def _entry_points() -> List[Any]:

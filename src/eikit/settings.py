@@ -87,7 +87,8 @@ class Settings(BaseSettings):
         alias="SAGEMAKER_MODEL_SERVER_WORKERS",
         ge=1,
         description="Worker processes, each holding the model. Unset: CPU cores on CPU, "
-        "one per GPU on CUDA, one per Neuron device, one on EI.",
+        "one per GPU on CUDA, one per NeuronCore on Neuron (each pinned to its core), one "
+        "on EI.",
     )
     model_server_timeout: float = Field(
         60.0,
@@ -160,6 +161,26 @@ class Settings(BaseSettings):
         Path("/dev"),
         alias="EIKIT_DEVICE_ROOT",
         description="Where device nodes (`neuron*`) are looked for.",
+    )
+    neuron_sysfs_root: Path = Field(
+        Path("/sys/devices/virtual/neuron_device"),
+        alias="EIKIT_NEURON_SYSFS_ROOT",
+        description="Where the Neuron driver's sysfs tree is read (cores per device, generation).",
+    )
+    neuron_visible_cores: Optional[str] = Field(
+        None,
+        alias="NEURON_RT_VISIBLE_CORES",
+        description="The Neuron runtime's own variable: NeuronCores this container may use "
+        "(`0-3`, `0,2`). eikit spreads its workers over them and gives each worker one "
+        "core (`NEURON_RT_VISIBLE_CORES=<core>`, `NEURON_RT_NUM_CORES=1`). Unset: every "
+        "core found.",
+    )
+    split_batches: bool = Field(
+        True,
+        alias="EIKIT_SPLIT_BATCHES",
+        description="A model compiled for Neuron: a request larger than every compiled "
+        "batch size is split into chunks of the largest (`true`), or refused with 413 "
+        "naming the sizes (`false`).",
     )
     worker_threads: Optional[int] = Field(
         None,

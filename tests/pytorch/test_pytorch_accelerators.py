@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -26,9 +27,11 @@ import pytest
 import torch
 
 from eikit.accelerators import ProbeResult, detect
-from eikit.errors import ConfigurationError
+from eikit.errors import ConfigurationError, NotCompiled
 from eikit.settings import Settings
 from eikit_pytorch import PyTorchRuntime
+from eikit_pytorch import session as session_module
+from eikit_pytorch.loading import looks_neuron_compiled
 from eikit_pytorch.probes import cuda_probe, eia_probe, neuron_probe, torch_cuda_check
 from eikit_pytorch.session import (
     CudaSession,
@@ -36,6 +39,7 @@ from eikit_pytorch.session import (
     TorchEiaLegacySession,
     TorchEiaSession,
 )
+from tests.neuron_host import fake_neuron_host
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch\\.jit\\.:DeprecationWarning")
 
@@ -256,10 +260,61 @@ def test_neuron_probe(tmp_path: Path, fakes: None) -> None:
     assert not neuron_probe(tmp_path).available
     assert "no Neuron devices" in neuron_probe(tmp_path).reason
     neuron_devices(tmp_path, 2)
-    result = neuron_probe(tmp_path)
+    # no sysfs, no neuron-ls: the generation comes from the package, one core per device
+    result = neuron_probe(tmp_path, tmp_path / "no-sysfs", neuron_ls=None)
     assert result.available and result.count == 2
-    assert result.detail == {"package": "torch_neuronx", "devices": ["neuron0", "neuron1"]}
+    assert result.detail["package"] == "torch_neuronx"
+    assert result.detail["generation"] == "inf2"
+    assert result.detail["devices"] == ["neuron0", "neuron1"]
+    assert result.detail["cores"] == [0, 1]
     assert "torch_neuronx" not in sys.modules, "the probe only locates the package"
+
+
+def test_neuron_probe_counts_cores_and_wants_the_package_of_the_hosts_generation(
+    tmp_path: Path, fakes: None
+) -> None:
+    dev, sysfs = fake_neuron_host(tmp_path, devices=2, cores=4, instance_type="Inf1")
+    result = neuron_probe(dev, sysfs, neuron_ls=None)
+    assert result.available and result.count == 8  # one worker per NeuronCore
+    assert result.detail["package"] == "torch_neuron" and result.detail["generation"] == "inf1"
+    assert "Inf1: inf1, NeuronCore v1" in result.reason
+    narrowed = neuron_probe(dev, sysfs, visible="2-3", neuron_ls=None)
+    assert narrowed.count == 2 and narrowed.detail["cores"] == [2, 3]
+
+
+def test_neuron_probe_refuses_the_other_generations_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The inf2 image (torch_neuronx only) on an Inf1 host: unavailable, saying why."""
+    only = tmp_path / "only"
+    (only / "torch_neuronx").mkdir(parents=True)
+    (only / "torch_neuronx" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(only))
+    dev, sysfs = fake_neuron_host(tmp_path, devices=1, cores=4, instance_type="Inf1")
+    result = neuron_probe(dev, sysfs, neuron_ls=None)
+    assert not result.available
+    assert "torch_neuronx is installed and this generation needs torch_neuron" in result.reason
+    assert "eikit inf1 image" in result.reason
+
+
+def test_workers_are_pinned_one_per_core(tmp_path: Path, fakes: None) -> None:
+    dev, sysfs = fake_neuron_host(tmp_path, devices=1, cores=4, instance_type="Inf2")
+    settings = Settings(
+        base_dir=tmp_path,
+        EIKIT_DEVICE_ROOT=str(dev),
+        EIKIT_NEURON_SYSFS_ROOT=str(sysfs),
+        NEURON_RT_VISIBLE_CORES="1,3",
+    )
+    runtime = PyTorchRuntime()
+    probe = runtime.probes(settings)["neuron"]()
+    assert runtime.default_workers(probe, settings) == 2
+    assert [runtime.worker_pinning(probe, settings, w) for w in range(3)] == [
+        {"NEURON_RT_VISIBLE_CORES": "1", "NEURON_RT_NUM_CORES": "1"},
+        {"NEURON_RT_VISIBLE_CORES": "3", "NEURON_RT_NUM_CORES": "1"},
+        {"NEURON_RT_VISIBLE_CORES": "1", "NEURON_RT_NUM_CORES": "1"},
+    ]
+    cpu = ProbeResult("cpu", True, "always", 1)
+    assert runtime.worker_pinning(cpu, settings, 0) == {}
 
 
 def test_neuron_probe_without_the_package(tmp_path: Path) -> None:
@@ -280,14 +335,34 @@ def test_neuron_package_is_imported_before_torch_jit_load(
 
     monkeypatch.setattr(torch.jit, "load", recording_load)
     save_model(tmp_path)
-    probe = neuron_probe(neuron_devices(tmp_path, 1))
+    probe = neuron_probe(neuron_devices(tmp_path, 1), tmp_path / "no-sysfs", neuron_ls=None)
     session = PyTorchRuntime().session(probe, Settings(base_dir=tmp_path), 0)
     assert isinstance(session, NeuronSession) and session.api == "torch_neuronx"
     assert "torch_neuronx" in sys.modules, "imported when the session opens, before model_fn"
+    # not compiled for Neuron: refused with the command that compiles it
+    with pytest.raises(NotCompiled, match="eikit compile %s --generation inf2" % tmp_path):
+        session.model_fn(tmp_path)
+    # compiled by hand (Neuron ops in its code, no eikit manifest): loaded as it is
+    monkeypatch.setattr(session_module, "looks_neuron_compiled", lambda path: True)
     model = session.model_fn(tmp_path)
     assert loads == [(None, True)]
     out = session.predict(model, [[1.0, 1.0]])
     np.testing.assert_array_equal(out, [[2.0, 3.0]])
+
+
+def test_a_hand_compiled_model_is_recognised_by_its_neuron_ops(tmp_path: Path) -> None:
+    save_model(tmp_path)
+    assert not looks_neuron_compiled(tmp_path / "model.pt")
+    marked = tmp_path / "marked.pt"
+    with zipfile.ZipFile(str(tmp_path / "model.pt")) as source, zipfile.ZipFile(
+        str(marked), "w"
+    ) as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if "/code/" in item.filename and item.filename.endswith(".py"):
+                data += b"\n# torch.ops.neuron.forward_v2(...)\n"
+            target.writestr(item, data)
+    assert looks_neuron_compiled(marked)
 
 
 def test_neuron_package_that_does_not_import(tmp_path: Path) -> None:

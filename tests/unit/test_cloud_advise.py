@@ -137,3 +137,26 @@ def test_batches_are_made_from_one_example() -> None:
     assert example_array(b'{"text": "hello"}', "application/json", 2) is None
     with pytest.raises(ConfigurationError, match="JSON"):
         batch_body(b"1,2,3", "text/csv", 2)
+
+
+def test_neuron_figures_need_a_compile_and_dead_ends_do_not_fit() -> None:
+    """advise used to print inf1 figures that an uncompiled model cannot deliver."""
+    m = measurement(1000, 300 << 20, 300 << 20)
+    result = advise.analyse(m, profiles(1e9), advise.load_targets(), framework="pytorch")
+    inf1 = by_type(result, "ml.inf1.xlarge")
+    assert any("compiled for inf1 (eikit compile --generation inf1)" in n for n in inf1["notes"])
+    assert any("pytorch-1.13-inf1-py310" in n and "frozen" in n for n in inf1["notes"])
+    assert "4 NeuronCores: 4 workers, each pinned to one" in inf1["notes"]
+    inf2 = by_type(result, "ml.inf2.xlarge")
+    assert any("pytorch-2.9-inf2-py312" in n and "supported" in n for n in inf2["notes"])
+    section = result["neuron"]
+    assert section["checked"] == "2026-12-06"
+    assert [t["generation"] for t in section["targets"]] == ["inf1", "inf2"]
+    text = report.table(result)
+    assert "Inferentia / Trainium for a pytorch model" in text
+    assert "deployment guardrails" in text and "read 2026-12-06" in text
+    mxnet = advise.analyse(m, profiles(1e9), advise.load_targets(), framework="mxnet")
+    dead = by_type(mxnet, "ml.inf2.xlarge")
+    assert dead["fits"]["value"] is False
+    assert any("dead end: MXNet never ran on NeuronCore v2" in n for n in dead["notes"])
+    assert "ml.inf2.xlarge: inf2, NeuronCore v2, DEAD END" in report.table(mxnet)

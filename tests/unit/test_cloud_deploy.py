@@ -114,7 +114,9 @@ def test_package_cli_then_eikit_local_layout(tmp_path: Path, capsys: Any) -> Non
 
 
 def test_instance_types_map_to_targets_and_images() -> None:
-    assert target_for("ml.inf1.xlarge") == target_for("ml.inf2.8xlarge") == "neuron"
+    # Inf1 (NeuronCore v1) and Inf2/Trn1 (v2) share nothing at run time: two targets
+    assert target_for("ml.inf1.xlarge") == "inf1"
+    assert target_for("ml.inf2.8xlarge") == target_for("ml.trn1.2xlarge") == "inf2"
     assert target_for("ml.g4dn.xlarge") == target_for("ml.g5.2xlarge") == "gpu"
     assert target_for("ml.c6i.xlarge") == target_for("ml.m5.large") == "cpu"
     for bad, why in (("ml.eia2.medium", "Elastic Inference"), ("m5.large", "not a SageMaker"),
@@ -123,7 +125,8 @@ def test_instance_types_map_to_targets_and_images() -> None:
             target_for(bad)
     image = parse_image(REGISTRY + ":pytorch-1.5-eia-py38")
     assert image is not None and (image.framework, image.target) == ("pytorch", "eia")
-    assert image.with_target("neuron").uri == REGISTRY + ":pytorch-2.8-neuron-py310"
+    assert image.with_target("inf1").uri == REGISTRY + ":pytorch-1.13-inf1-py310"
+    assert image.with_target("inf2").uri == REGISTRY + ":pytorch-2.9-inf2-py312"
     assert image.ecr == ("123456789012", "us-east-1", "eikit")
     assert parse_image("python:3.11") is None
     assert parse_image(REGISTRY + "@sha256:" + "0" * 64) is None

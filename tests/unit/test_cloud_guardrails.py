@@ -214,7 +214,7 @@ def test_an_alarm_during_baking_rolls_back_to_the_old_fleet_without_ei_again(
 
 def test_inf1_falls_back_to_all_at_once_and_says_so(aws: Aws, tmp_path: Path) -> None:
     eia_endpoint(aws)
-    push_image(aws, "pytorch-2.8-neuron-py310")
+    push_image(aws, "pytorch-1.13-inf1-py310")
     the_plan = plan(aws, "ml.inf1.xlarge")
     assert the_plan.state["guardrails"] is None
     assert any("AWS excludes endpoints with Inf1 instances" in w for w in the_plan.warnings)

@@ -30,7 +30,8 @@ from tests.unit.cloud_account import (
 from tests.unit.cloud_server import EI_REFUSAL, REGION, REGISTRY
 
 CPU_IMAGE = REGISTRY + ":pytorch-2.13-cpu-py311"
-NEURON_IMAGE = REGISTRY + ":pytorch-2.8-neuron-py310"
+NEURON_IMAGE = REGISTRY + ":pytorch-1.13-inf1-py310"
+INF2_IMAGE = REGISTRY + ":pytorch-2.9-inf2-py312"
 SUFFIX = "20260101-000000"
 
 
@@ -263,12 +264,28 @@ def test_refuses_an_endpoint_that_is_not_in_service(aws: Aws) -> None:
         migrate.plan_migration(aws.clients, "flowers", "ml.c5.xlarge", None, "s")
 
 
+def test_refuses_with_the_build_command_when_the_image_is_missing(aws: Aws) -> None:
+    eia_endpoint(aws)
+    push_image(aws, "pytorch-2.13-cpu-py311")  # the repository exists, the neuron tag does not
+    with pytest.raises(CloudError) as caught:
+        migrate.plan_migration(aws.clients, "flowers", "ml.inf1.xlarge", None, "s")
+    text = str(caught.value)
+    assert NEURON_IMAGE in text and "not in ECR" in text
+    assert "eikit build --framework pytorch --target inf1 && eikit push --repository eikit " in text
+    assert "--tag pytorch-1.13-inf1-py310 --region us-east-1" in text
+
+
 def test_gpu_and_neuron_targets_get_their_images(aws: Aws, tmp_path: Path) -> None:
     eia_endpoint(aws)
-    push_image(aws, "pytorch-2.8-neuron-py310")
+    # ml.inf1.* and ml.inf2.* get different images: torch-neuron (Inf1) and torch-neuronx
+    push_image(aws, "pytorch-1.13-inf1-py310")
+    push_image(aws, "pytorch-2.9-inf2-py312")
     plan = migrate.plan_migration(aws.clients, "flowers", "ml.inf1.xlarge", None, "s")
     assert plan.state["models"][0]["PrimaryContainer"]["Image"] == NEURON_IMAGE
-    assert any("compiled for Neuron" in note for note in plan.notes)
+    plan = migrate.plan_migration(aws.clients, "flowers", "ml.inf2.xlarge", None, "t")
+    assert plan.state["models"][0]["PrimaryContainer"]["Image"] == INF2_IMAGE
+    # (how the model gets compiled is eikit.neuron.advice.migration_notes, which the plan
+    # quotes once issue 13's migration is merged: tests/unit/test_neuron_advice.py)
     with pytest.raises(CloudError, match="pytorch-2.13-gpu-py312"):
         migrate.plan_migration(aws.clients, "flowers", "ml.g4dn.xlarge", None, "s")
 

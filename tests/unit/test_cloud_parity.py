@@ -32,7 +32,7 @@ from tests.unit.cloud_server import REGISTRY
 
 OLD = REGISTRY + ":pytorch-1.5-eia-py38"
 CPU = REGISTRY + ":pytorch-2.13-cpu-py311"
-NEURON = REGISTRY + ":pytorch-2.8-neuron-py310"
+NEURON = REGISTRY + ":pytorch-1.13-inf1-py310"
 SUFFIX = "20260101-000000"
 
 
@@ -191,7 +191,7 @@ def test_a_mismatch_when_the_old_config_cannot_come_back_exits_with_the_diff(
 ) -> None:
     """Inf1: no guardrails, so no baking to catch it; the EI config cannot be redeployed."""
     eia_endpoint(aws)
-    push_image(aws, "pytorch-2.8-neuron-py310")
+    push_image(aws, "pytorch-1.13-inf1-py310")
     before = add_scaling(aws, "flowers")
     assert migration(aws, tmp_path, 2.5, "ml.inf1.xlarge") == 1
     out = aws.progress.getvalue()
@@ -206,7 +206,7 @@ def test_a_mismatch_when_the_old_config_cannot_come_back_exits_with_the_diff(
 
 def test_a_mismatch_rolls_back_when_the_old_config_can_come_back(aws: Aws, tmp_path: Path) -> None:
     eia_endpoint(aws)
-    push_image(aws, "pytorch-2.8-neuron-py310")
+    push_image(aws, "pytorch-1.13-inf1-py310")
     aws.stand_in.backend().endpoint_configs["flowers-config"].production_variants[0].pop(
         "AcceleratorType"
     )

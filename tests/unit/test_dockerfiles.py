@@ -14,6 +14,7 @@ import pytest
 
 from eikit.images import pins
 from eikit.images.matrix import BUILD_ARGS, FRAMEWORKS, TARGETS, VARIANTS
+from eikit.neuron.facts import SUPPORT
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
@@ -126,7 +127,7 @@ def test_each_target_has_its_base_and_branches(framework: str, target: str) -> N
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_an_unknown_target_fails_the_build(framework: str) -> None:
     os_run = [i for i in stage(dockerfile(framework), "os") if i.startswith("RUN ")][0]
-    assert '*) echo "TARGET must be cpu, gpu, eia or neuron' in os_run
+    assert '*) echo "TARGET must be cpu, gpu, eia, inf1 or inf2' in os_run
     assert re.search(r"exit 1 ;; esac", os_run)
 
 
@@ -169,7 +170,7 @@ def test_offline_mode_installs_only_from_the_wheelhouse(framework: str) -> None:
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_versions_are_pinned(framework: str) -> None:
     run = build_run(framework)
-    for target in TARGETS:
+    for target in sorted(t for f, t in VARIANTS if f == framework):
         quoted = re.findall(r'"([A-Za-z0-9_.\-\[\]]+[=<>~!][^"]*)"', case_branch(run, target))
         for requirement in quoted:
             assert "==" in requirement, requirement
@@ -178,6 +179,26 @@ def test_versions_are_pinned(framework: str) -> None:
         if line.strip() and not line.startswith("#"):
             pattern = r"^[A-Za-z0-9_.\-]+==\S+ ; python_version [<>=]=? \"3\.\d+\"$"
             assert re.match(pattern, line), line
+
+
+@pytest.mark.parametrize(
+    "framework, target", sorted((f, t) for f, t in VARIANTS if t in ("inf1", "inf2"))
+)
+def test_neuron_images_install_the_packages_the_facts_record(framework: str, target: str) -> None:
+    """The Neuron versions are written once, with their sources, in eikit.neuron.facts; the
+    Dockerfile installs exactly those, and runs the CPython the facts name."""
+    facts = SUPPORT[(framework, target)]
+    branch = case_branch(build_run(framework), target)
+    for requirement in facts.requirements:
+        assert '"%s"' % requirement in branch, (requirement, branch)
+    assert VARIANTS[(framework, target)].python == facts.python
+
+
+def test_a_combination_that_never_existed_stops_the_build_saying_what_works() -> None:
+    os_run = [i for i in stage(dockerfile("mxnet"), "os") if i.startswith("RUN ")][0]
+    branch = case_branch(os_run, "inf2")
+    assert "MXNet never ran on Inf2" in branch and "exit 1" in branch
+    assert "inf2" not in {t for f, t in VARIANTS if f == "mxnet"}
 
 
 def test_constraints_pin_each_eikit_dependency_for_each_image_python() -> None:

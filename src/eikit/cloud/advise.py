@@ -16,6 +16,8 @@ from typing import Any, Dict, List, Optional
 
 from eikit.cloud.measure import Measurement, Point
 from eikit.errors import ConfigurationError
+from eikit.neuron.advice import target_advice
+from eikit.neuron.facts import CHECKED
 
 GIB = float(1 << 30)
 DEFAULT_TARGETS = Path(__file__).with_name("targets.json")
@@ -119,8 +121,6 @@ def _candidate(
             )
         if not points:
             notes.append("no FLOP count: latency and throughput not estimated")
-        if kind == "neuron":
-            notes.append("needs a Neuron-compiled model (torch-neuron / torch-neuronx)")
     best = max(points, key=lambda p: p["throughput"]["value"]) if points else None
     first = points[0] if points else None
     return {
@@ -142,11 +142,42 @@ def _candidate(
     }
 
 
+def neuron_candidate(candidate: Dict[str, Any], framework: str) -> Optional[Dict[str, Any]]:
+    """A Neuron candidate's figures hold only after the model is compiled for its
+    generation, and not at all on a dead end: say so in its notes (and mark a dead end as
+    not fitting); returns the advice (``eikit.neuron.advice``) for the report."""
+    try:
+        advice = target_advice(candidate["type"], framework)
+    except ValueError as exc:  # Trn2/Trn3: not served by eikit's images
+        candidate["fits"] = fig(False, "estimated")
+        candidate["notes"].append(str(exc))
+        return None
+    if advice is None:
+        return None
+    if advice.dead_end:
+        candidate["fits"] = fig(False, "estimated")
+        candidate["notes"].append("dead end: " + advice.dead_end)
+    else:
+        candidate["notes"].append(
+            "figures assume the model compiled for %s (eikit compile --generation %s); "
+            "uncompiled it runs on the host CPU" % (advice.generation, advice.generation)
+        )
+        candidate["notes"].append(
+            "image %s (Python %s); %s stack" % (advice.image_tag, advice.python, advice.state)
+        )
+        if advice.cores:
+            candidate["notes"].append(
+                "%d NeuronCores: %d workers, each pinned to one" % (advice.cores, advice.cores)
+            )
+    return advice.to_dict()
+
+
 def analyse(
     measurement: Measurement,
     profiles: Dict[int, Optional[Dict[str, float]]],
     targets: Dict[str, Any],
     accelerator: str = "cpu",
+    framework: str = "pytorch",
 ) -> Dict[str, Any]:
     a = targets["assumptions"]
     local = _local(measurement, profiles)
@@ -190,19 +221,23 @@ def analyse(
             % (host["type"] if host else "its host")
         )
         candidates.append(cand)
+    neuron: List[Dict[str, Any]] = []
     for row in targets["targets"]:
-        candidates.append(
-            _candidate(
-                row,
-                row["kind"],
-                row["price_hour"],
-                local,
-                measurement.workers,
-                need_accel,
-                peak_rss,
-                a,
-            )
+        candidate = _candidate(
+            row,
+            row["kind"],
+            row["price_hour"],
+            local,
+            measurement.workers,
+            need_accel,
+            peak_rss,
+            a,
         )
+        if row["kind"] == "neuron":
+            advice = neuron_candidate(candidate, framework)
+            if advice is not None:
+                neuron.append(advice)
+        candidates.append(candidate)
     ei_fit = next(
         (c["type"] for c in candidates if c["kind"] == "eia" and c["fits"]["value"]), None
     )
@@ -248,6 +283,8 @@ def analyse(
         },
         "measured": measured_points,
         "candidates": candidates,
+        "framework": framework,
+        "neuron": {"checked": CHECKED, "targets": neuron},
         "smallest_ei_that_fits": ei_fit,
         "cheapest_fit": cheapest["type"] if cheapest else None,
         "assumptions": a,

@@ -109,7 +109,10 @@ def cmd_advise(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="eikit-profile-") as work:
         tree = layout_model_tree(model, code, Path(work) / "tree")
         profiles = profile(tree / "model", args.framework, body, content_type, args.batch_sizes)
-    result = advise.analyse(measurement, profiles, targets, args.accelerator)
+    from eikit.runtime import find_runtime
+
+    framework = find_runtime(args.framework).name
+    result = advise.analyse(measurement, profiles, targets, args.accelerator, framework)
     out = Path(args.out)
     report.write_json(result, out / "advise.json")
     print(report.table(result), end="")

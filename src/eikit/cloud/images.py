@@ -1,8 +1,11 @@
 """Which eikit image serves on which SageMaker instance type.
 
 eikit tags say framework, version, target and Python (``pytorch-2.13-cpu-py311``, see
-``eikit.images.matrix``). An instance family decides the target: Inferentia/Trainium ->
-``neuron``, NVIDIA GPUs -> ``gpu``, everything else SageMaker hosts on -> ``cpu``.
+``eikit.images.matrix``). An instance family decides the target: Inferentia/Trainium -> the
+NeuronCore generation (``inf1`` for Inf1; ``inf2`` for Inf2, Trn1 and Trn1n: two images that
+share nothing at run time), NVIDIA GPUs -> ``gpu``, everything else SageMaker hosts on ->
+``cpu``. Trn2/Trn3 (PyTorch there only through TorchNeuron) and MXNet on inf2 (never
+existed) are refused with what works instead (``eikit.neuron.facts``).
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from typing import Optional, Tuple
 
 from eikit.cloud.aws import CloudError
 from eikit.images import matrix
+from eikit.neuron.facts import generation_of_family
 
-NEURON_FAMILIES = ("inf1", "inf2", "trn1", "trn1n", "trn2")
+NEURON_FAMILIES = ("inf1", "inf2", "trn1", "trn1n", "trn2", "trn3")
 GPU_FAMILIES = ("g4dn", "g5", "g6", "g6e", "p2", "p3", "p3dn", "p4d", "p4de", "p5", "p5e")
 CPU_FAMILIES = (
     "t2", "t3", "m4", "m5", "m5d", "m6i", "m6id", "m7i", "c4", "c5", "c5d", "c5n", "c6i",
@@ -22,7 +26,9 @@ CPU_FAMILIES = (
 )  # fmt: skip
 ARM_FAMILIES = ("c6g", "c6gd", "c6gn", "c7g", "m6g", "m6gd", "m7g", "r6g", "r6gd", "r7g")
 
-_TAG = re.compile(r"^(?P<framework>[a-z]+)-(?P<version>\d+\.\d+)-(?P<target>[a-z]+)-py(?P<py>\d+)$")
+_TAG = re.compile(
+    r"^(?P<framework>[a-z]+)-(?P<version>\d+\.\d+)-(?P<target>[a-z0-9]+)-py(?P<py>\d+)$"
+)
 _INSTANCE = re.compile(r"^ml\.(?P<family>[a-z0-9]+)\.(?P<size>[a-z0-9]+)$")
 
 
@@ -36,7 +42,12 @@ class EikitImage:
     tag: str
 
     def with_target(self, target: str) -> EikitImage:
-        tag = matrix.variant(self.framework, target).tag
+        """The same repository's image of this framework for ``target``; CloudError for a
+        combination that never existed (MXNet on inf2), naming what does."""
+        try:
+            tag = matrix.variant(self.framework, target).tag
+        except ValueError as exc:
+            raise CloudError(str(exc)) from None
         return EikitImage(self.repository, self.framework, target, tag)
 
     @property
@@ -63,6 +74,7 @@ def parse_image(uri: str) -> Optional[EikitImage]:
     if match is None:
         return None
     framework, target = match.group("framework"), match.group("target")
+    target = matrix.LEGACY_TARGETS.get((framework, target), target)
     if framework not in matrix.FRAMEWORKS or target not in matrix.TARGETS:
         return None
     return EikitImage(repository, framework, target, tag)
@@ -86,7 +98,12 @@ def target_for(instance_type: str) -> str:
             "%s is an Elastic Inference accelerator, not an instance type" % (instance_type,)
         )
     if family in NEURON_FAMILIES:
-        return "neuron"
+        try:
+            generation = generation_of_family(family)
+        except ValueError as exc:
+            raise CloudError(str(exc)) from None
+        assert generation is not None
+        return generation.name
     if family in GPU_FAMILIES:
         return "gpu"
     if family in CPU_FAMILIES:
@@ -113,3 +130,15 @@ def build_command(image: EikitImage, region: Optional[str]) -> str:
         image.target,
         push,
     )
+
+
+def image_for(instance_type: str, framework: str, repository: str) -> EikitImage:
+    """The eikit image of ``framework`` that serves on ``instance_type``, in ``repository``
+    (``ACCOUNT.dkr.ecr.REGION.amazonaws.com/eikit``); CloudError for a combination that
+    never existed. For the migration: ``ml.inf1.*`` and ``ml.inf2.*`` get different images."""
+    target = target_for(instance_type)
+    try:
+        tag = matrix.variant(framework, target).tag
+    except ValueError as exc:
+        raise CloudError(str(exc)) from None
+    return EikitImage(repository, framework, target, tag)

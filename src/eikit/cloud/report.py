@@ -134,6 +134,7 @@ def table(report: Dict[str, Any]) -> str:
             )
         )
     lines.append("")
+    lines.extend(neuron_lines(report))
     if report.get("smallest_ei_that_fits"):
         lines.append(
             "smallest EI accelerator that holds the model with headroom: %s"
@@ -149,6 +150,36 @@ def table(report: Dict[str, Any]) -> str:
         for note in chosen["notes"]:
             lines.append("  %s: %s" % (chosen["type"], note))
     return "\n".join(lines) + "\n"
+
+
+def neuron_lines(report: Dict[str, Any]) -> List[str]:
+    """Inferentia/Trainium: per target, its state, what it needs, and the dated sources."""
+    section = report.get("neuron") or {}
+    targets = section.get("targets") or []
+    if not targets:
+        return []
+    lines = [
+        "Inferentia / Trainium for a %s model (AWS's Neuron facts as read %s):"
+        % (report.get("framework", "?"), section.get("checked"))
+    ]
+    for advice in targets:
+        head = "  %s: %s, NeuronCore %s, %s" % (
+            advice["instance_type"],
+            advice["generation"],
+            advice["neuron_core"],
+            "DEAD END" if advice["dead_end"] else advice["state"],
+        )
+        lines.append(head)
+        if advice["dead_end"]:
+            lines.append("    " + advice["dead_end"])
+            continue
+        for need in advice["needs"]:
+            lines.append("    - " + need)
+        for extra in (advice["caution"], advice["guardrails"]):
+            if extra:
+                lines.append("    ! " + extra)
+    lines.append("")
+    return lines
 
 
 def write_json(report: Dict[str, Any], path: Path) -> None:

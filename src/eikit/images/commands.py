@@ -105,8 +105,11 @@ def cmd_build(args: argparse.Namespace) -> int:
             wheelhouse=args.wheelhouse,
             extra_args=parse_build_args(args.build_arg),
         )
-    except ValueError as exc:
+    except ValueError as exc:  # a bad argument, or a combination that never existed
         return _fail("build", exc, 2)
+    caution = matrix.caution(args.framework, args.target)
+    if caution:
+        sys.stderr.write("eikit build: warning: %s\n" % caution)
     echo = _echo if args.verbose else None
     try:
         result = build_image(

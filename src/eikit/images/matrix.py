@@ -13,8 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Tuple, Union
 
+from eikit.neuron.facts import GENERATIONS, refusal, warning
+
 FRAMEWORKS: Tuple[str, ...] = ("pytorch", "tensorflow", "mxnet")
-TARGETS: Tuple[str, ...] = ("cpu", "gpu", "eia", "neuron")
+# inf1, inf2: one image per NeuronCore generation (inf2's also serves Trn1); a framework
+# only has the generations it ran on (eikit.neuron.facts; MXNet has no inf2).
+TARGETS: Tuple[str, ...] = ("cpu", "gpu", "eia", "inf1", "inf2")
+# Tags of eikit's first images named the one Neuron target "neuron": what each was.
+LEGACY_TARGETS: Dict[Tuple[str, str], str] = {
+    ("pytorch", "neuron"): "inf2",
+    ("tensorflow", "neuron"): "inf2",
+    ("mxnet", "neuron"): "inf1",
+}
 
 # Build arguments each Dockerfile declares (tests check them against the Dockerfiles).
 COMMON_BUILD_ARGS: Tuple[str, ...] = (
@@ -59,15 +69,17 @@ VARIANTS: Dict[Tuple[str, str], Variant] = _variants(
     ("pytorch", "cpu", "2.13.0", "3.11", "python:3.11-slim-bookworm"),
     ("pytorch", "gpu", "2.13.0", "3.12", "nvidia/cuda:13.0.0-base-ubuntu24.04"),
     ("pytorch", "eia", "1.5.1", "3.8", "ubuntu:20.04"),
-    ("pytorch", "neuron", "2.8.0", "3.10", "ubuntu:22.04"),
+    ("pytorch", "inf1", "1.13.1", "3.10", "ubuntu:22.04"),
+    ("pytorch", "inf2", "2.9.0", "3.12", "ubuntu:24.04"),
     ("tensorflow", "cpu", "2.21.0", "3.11", "python:3.11-slim-bookworm"),
     ("tensorflow", "gpu", "2.21.0", "3.12", "nvidia/cuda:12.8.1-base-ubuntu24.04"),
     ("tensorflow", "eia", "2.0.0", "3.8", "ubuntu:20.04"),
-    ("tensorflow", "neuron", "2.10.1", "3.10", "ubuntu:22.04"),
+    ("tensorflow", "inf1", "2.10.1", "3.10", "ubuntu:22.04"),
+    ("tensorflow", "inf2", "2.10.1", "3.10", "ubuntu:22.04"),
     ("mxnet", "cpu", "1.9.1", "3.11", "python:3.11-slim-bookworm"),
     ("mxnet", "gpu", "1.9.1", "3.10", "nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04"),
     ("mxnet", "eia", "1.7.0", "3.8", "ubuntu:20.04"),
-    ("mxnet", "neuron", "1.8.0", "3.8", "ubuntu:20.04"),
+    ("mxnet", "inf1", "1.8.0", "3.8", "ubuntu:20.04"),
 )
 
 
@@ -101,7 +113,15 @@ def dockerfile_path(framework: str) -> str:
 def variant(framework: str, target: str) -> Variant:
     _check(framework, FRAMEWORKS, "framework")
     _check(target, TARGETS, "target")
+    if (framework, target) not in VARIANTS:
+        raise ValueError(refusal(framework, target) or "no %s image for %s" % (framework, target))
     return VARIANTS[(framework, target)]
+
+
+def caution(framework: str, target: str) -> Optional[str]:
+    """What to know before building or deploying this image (a frozen or archived Neuron
+    stack), None for the others."""
+    return warning(framework, target) if target in GENERATIONS else None
 
 
 def image_spec(

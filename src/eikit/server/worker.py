@@ -80,6 +80,7 @@ def load_pipeline(
     runtime = find_runtime(runtime_name)
     for key, value in runtime.worker_environment(chain[0], settings, index).items():
         os.environ.setdefault(key, value)  # before the script imports the framework
+    os.environ.update(runtime.worker_pinning(chain[0], settings, index))  # this worker's device
     prepare_path(code_dir, packages or settings.requirements_target)
     hooks = load_user_hooks(code_dir, settings.program)
     for position, accelerator in enumerate(chain):
