@@ -42,6 +42,17 @@ class Endpoint:
     def ping(self, timeout: float = 5) -> requests.Response:
         return requests.get(self.url + "/ping", timeout=timeout)
 
+    def wait_log(self, ready: Callable[[str], bool], what: str, timeout: float = 60) -> str:
+        """The log once ``ready(log)`` holds: lines written after a reply was sent (the
+        access log, a worker's error line) may land after the client read the reply."""
+        deadline = time.monotonic() + timeout
+        while True:
+            log = self.log()
+            if ready(log):
+                return log
+            assert time.monotonic() < deadline, "timed out waiting for %s:\n%s" % (what, log)
+            time.sleep(0.05)
+
     def wait_failed(self, timeout: float = 60) -> requests.Response:
         """Poll /ping until it reports a failed load (503 with "failed"), then return it."""
         deadline = time.monotonic() + timeout

@@ -95,7 +95,14 @@ def test_every_response_carries_a_request_id_that_the_log_lines_name(tree, start
     ok, failed = answers[0], answers[1]
     # the script sees the same id as the client
     assert ok.json()["request_id"] == ok.headers["x-request-id"]
-    log = endpoint.log()
+    log = endpoint.wait_log(
+        lambda log: all(
+            any("eikit.access" in line and request_id in line for line in log.splitlines())
+            for request_id in request_ids
+        )
+        and "request failed" in log,
+        "an access line for each request and the worker's error line",
+    )
     # the worker's error line and the access line of that request both name it
     failed_lines = [line for line in log.splitlines() if failed.headers["x-request-id"] in line]
     assert any("worker-0 request=" in line and "request failed" in line for line in failed_lines)
