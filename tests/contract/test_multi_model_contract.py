@@ -20,7 +20,8 @@ def test_two_models_load_serve_and_unload(framework, start, tmp_path: Path) -> N
     url = endpoint.url
     paths = {}
     for name in ("first/1", "second.v2"):
-        path = tmp_path / "models" / quote(name, safe="") / "model"
+        # SAGEMAKER_BASE_DIR/models: the models root, where SageMaker puts them
+        path = tmp_path / "ml" / "models" / quote(name, safe="") / "model"
         path.mkdir(parents=True)
         framework.save_model(path)
         paths[name] = path
