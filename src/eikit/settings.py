@@ -165,7 +165,8 @@ class Settings(BaseSettings):
         None,
         alias="EIKIT_WORKER_THREADS",
         ge=1,
-        description="Framework threads per worker. Unset: CPU cores divided by workers.",
+        description="Framework threads per worker. Unset: CPU cores divided by workers (on a "
+        "multi-model endpoint, by the model's own workers).",
     )
     install_requirements: bool = Field(
         True,
@@ -397,7 +398,8 @@ class Settings(BaseSettings):
         pattern=r"^\s*\d+\s*-\s*\d+\s*$",
         description="Ports the container may use besides its own (`low-high`), set by "
         "SageMaker: worker i's TF Serving takes low+2i (gRPC) and low+2i+1 (REST), as in "
-        "AWS's container. Unset: free loopback ports.",
+        "AWS's container; on a multi-model endpoint, worker numbers come from a free list that "
+        "unloads give back. Unset: free loopback ports.",
     )
     batch_transform: bool = Field(
         False,

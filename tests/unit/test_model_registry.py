@@ -75,6 +75,7 @@ def add(reg: ModelRegistry, name: str, memory: int, last_used: float, busy: bool
     model = Model(name, Path("/models") / name, reg.slots.take(), None)
     model.pool = FakePool()  # type: ignore[assignment]
     model.pool.busy = busy
+    model.pool.ready = [object()]
     model.move(READY, "made by the test")
     model.memory = memory
     model.last_used = last_used
@@ -104,6 +105,8 @@ def test_pages_follow_name_order_and_the_token(tmp_path: Path) -> None:
     assert "nextPageToken" not in second
     assert [m["modelName"] for m in reg.page(None, None)["models"]] == ["a", "b/1", "c", "d"]
     assert reg.page("zzz", 5) == {"models": []}
+    reg.models["d"].pool.ready = []  # every worker being replaced: it cannot serve now
+    assert [m["modelName"] for m in reg.page(None, None)["models"]] == ["a", "b/1", "c"]
 
 
 def test_the_least_recently_used_idle_model_goes_first(tmp_path: Path) -> None:

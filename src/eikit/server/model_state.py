@@ -93,6 +93,11 @@ class Model:
         """Ready and idle: nothing running, sent ahead, queued or waiting for it."""
         return self.state == READY and self.active == 0 and not self.pool.busy
 
+    @property
+    def serving(self) -> bool:
+        """Ready, and a worker is ready now (not all of them being replaced)."""
+        return self.state == READY and bool(self.pool.ready)
+
     def hold(self) -> None:
         self.active += 1
         self.idle.clear()
@@ -112,6 +117,7 @@ class Model:
             reason=self.reason,
             workers=self.pool.count,
             workersReady=len(self.pool.ready),
+            serving=self.serving,
             memoryBytes=self.memory,
             gpuMemoryBytes=self.gpu_memory,
             loadSeconds=round(self.load_seconds, 3),

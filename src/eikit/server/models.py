@@ -150,9 +150,10 @@ class ModelRegistry:
         return self._get(name).describe()
 
     def page(self, token: Optional[str], max_results: Optional[int]) -> Dict[str, Any]:
-        """Models that serve, in name order, ``max_results`` at a time; ``token`` is the name
-        to start after (opaque to SageMaker, which hands back what it was given)."""
-        names = sorted(name for name, model in self.models.items() if model.state == READY)
+        """Models that serve (ready, with a worker ready), in name order, ``max_results`` at a
+        time; ``token`` is the name to start after (opaque to SageMaker, which hands back
+        what it was given)."""
+        names = sorted(name for name, model in self.models.items() if model.serving)
         start = 0
         if token:
             start = next((i for i, name in enumerate(names) if name > token), len(names))
