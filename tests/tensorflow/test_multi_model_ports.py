@@ -22,8 +22,13 @@ READY = 300.0
 
 
 def free_range(size: int) -> str:
-    """``low-high``: ``size`` consecutive loopback ports nothing listens on now."""
-    for low in range(42000, 60000, 97):
+    """``low-high``: ``size`` consecutive loopback ports nothing listens on now, below the
+    ephemeral range (where the kernel picks "free" ports for other servers and clients)."""
+    try:
+        ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral = 32768
+    for low in range(20011, ephemeral - size, 97):
         held: List[socket.socket] = []
         try:
             for port in range(low, low + size):

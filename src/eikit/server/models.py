@@ -251,6 +251,10 @@ class ModelRegistry:
         async with self._lock:
             if model.state != LOADING:
                 raise ModelNotReady("model %s was unloaded while it loaded" % shown(model.name))
+            if model.pool.failed_reason is not None:  # gave up on its workers meanwhile
+                raise ModelLoadError(
+                    "model %s did not load: %s" % (shown(model.name), model.pool.failed_reason)
+                )
             model.load_seconds = time.monotonic() - started
             model.memory, model.gpu_memory = host, gpu
             model.reserved = {}
