@@ -21,7 +21,6 @@ and after every model is unloaded again.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import random
@@ -30,57 +29,24 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
-from urllib.parse import quote
 
 from eikit.errors import ConfigurationError
 from eikit.local import ServerProcess
 from eikit.procs import trees_pss
+from eikit.reliability_traffic import (
+    FLAKY,
+    Caller,
+    Client,
+    Tally,
+    Unloader,
+    progress,
+    write_models,
+)
 
 MIB = 2**20
 FAULTS = ("kill", "hang", "fail-loads")
-FLAKY = "flaky"  # the model whose loads the fail-loads fault makes fail
-BODY = b'{"inputs": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}'
-LABELS = ["setosa", "virginica"]  # what BODY gets from every model
-
-# Each model: nearest centroid in plain numpy (the run measures the server, not a
-# framework); its answer names the model, so an answer from the wrong model is caught.
-SCRIPT = """\
-import json
-import os
-
-import numpy as np
-
-LABELS = ["setosa", "versicolor", "virginica"]
-
-
-def model_fn(model_dir):
-    with open(os.path.join(model_dir, "model.json")) as handle:
-        spec = json.load(handle)
-    if os.path.exists(spec["fail_flag"]):
-        raise RuntimeError("this model's loads fail while %s exists" % spec["fail_flag"])
-    with open(spec["pid_file"], "w") as handle:
-        handle.write(str(os.getpid()))
-    spec["centroids"] = np.array(spec["centroids"], dtype=np.float32)
-    return spec
-
-
-def input_fn(input_data, content_type):
-    return np.array(json.loads(input_data)["inputs"], dtype=np.float32)
-
-
-def predict_fn(data, model):
-    distances = ((data[:, None, :] - model["centroids"][None, :, :]) ** 2).sum(axis=-1)
-    return model["name"], distances.argmin(axis=1)
-
-
-def output_fn(prediction, accept):
-    name, labels = prediction
-    return json.dumps({"model": name, "labels": [LABELS[int(i)] for i in labels]}), accept
-"""
-CENTROIDS = [[5.0, 3.4, 1.5, 0.2], [5.9, 2.8, 4.3, 1.3], [6.6, 3.0, 5.6, 2.0]]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,197 +68,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--unload-every", type=float, default=5.0, help="seconds between two unloads (5)"
     )
-
-
-def write_models(root: Path, work: Path, count: int) -> Dict[str, Path]:
-    """``count`` models under the server's models root; the last is the flaky one."""
-    names = ["model-%02d" % index for index in range(count - 1)] + [FLAKY]
-    folders = {}
-    for index, name in enumerate(names):
-        folder = root / ("%05d" % index) / "model"
-        (folder / "code").mkdir(parents=True)
-        (folder / "code" / "inference.py").write_text(SCRIPT)
-        spec = {
-            "name": name,
-            "centroids": CENTROIDS,
-            "fail_flag": str(work / ("fail-%d" % index)),
-            "pid_file": str(work / ("pid-%d" % index)),
-        }
-        (folder / "model.json").write_text(json.dumps(spec))
-        folders[name] = folder
-    return folders
-
-
-# --- counting ----------------------------------------------------------------------------
-
-
-class Window:
-    """A fault on one model, from when it began until it recovered (None: still on)."""
-
-    def __init__(self, model: str, start: float) -> None:
-        self.model = model
-        self.start = start
-        self.end: Optional[float] = None
-
-
-class Tally:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.statuses: Counter = Counter()  # (kind, status) -> count
-        self.lost: Counter = Counter()  # (kind, exception type) -> count
-        self.wrong: List[str] = []
-        self.explained: Counter = Counter()
-        self.unexplained: List[Dict[str, Any]] = []
-        self.windows: List[Window] = []
-
-    def open_window(self, model: str) -> Window:
-        window = Window(model, time.monotonic())
-        with self.lock:
-            self.windows.append(window)
-        return window
-
-    def faulted(self) -> List[str]:
-        with self.lock:
-            return [window.model for window in self.windows if window.end is None]
-
-    def _explains(self, model: str, sent: float, answered: float) -> bool:
-        return any(
-            w.model == model and sent <= (w.end or answered) and answered >= w.start
-            for w in self.windows
-        )
-
-    def answer(self, kind: str, model: str, status: int, sent: float, text: str) -> None:
-        answered = time.monotonic()
-        with self.lock:
-            self.statuses[(kind, status)] += 1
-            if status < 500 or status == 507:  # 507: "no room", SageMaker unloads models
-                return
-            if self._explains(model, sent, answered):
-                self.explained[(kind, status)] += 1
-            else:
-                self.unexplained.append(
-                    {"kind": kind, "model": model, "status": status, "answer": text[:300]}
-                )
-
-    def lose(self, kind: str, reason: str) -> None:
-        with self.lock:
-            self.lost[(kind, reason)] += 1
-
-    def mistake(self, text: str) -> None:
-        with self.lock:
-            self.wrong.append(text[:300])
-
-
-# --- clients -------------------------------------------------------------------------------
-
-
-class Caller:
-    """One keep-alive connection; every call counted in the tally."""
-
-    def __init__(self, port: int, timeout: float, tally: Tally) -> None:
-        self.port, self.timeout, self.tally = port, timeout, tally
-        self.connection: Optional[http.client.HTTPConnection] = None
-
-    def call(
-        self, kind: str, model: str, method: str, path: str, body: Optional[bytes] = None
-    ) -> Tuple[Optional[int], bytes]:
-        if self.connection is None:
-            self.connection = http.client.HTTPConnection("127.0.0.1", self.port, self.timeout)
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        sent = time.monotonic()
-        try:
-            self.connection.request(method, path, body, headers)
-            response = self.connection.getresponse()
-            data = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            self.tally.lose(kind, type(exc).__name__)
-            self.connection.close()
-            self.connection = None
-            return None, b""
-        if response.will_close:
-            self.connection.close()
-            self.connection = None
-        self.tally.answer(kind, model, response.status, sent, data.decode("utf-8", "replace"))
-        return response.status, data
-
-    def invoke(self, name: str) -> Optional[int]:
-        status, data = self.call("invoke", name, "POST", invoke_path(name), BODY)
-        if status == 200:
-            try:
-                answer = json.loads(data)
-            except ValueError:
-                answer = None
-            if answer != {"model": name, "labels": LABELS}:
-                self.tally.mistake("%s answered %r" % (name, data[:200]))
-        return status
-
-    def load(self, name: str, url: str) -> Optional[int]:
-        body = json.dumps({"model_name": name, "url": url}).encode()
-        return self.call("load", name, "POST", "/models", body)[0]
-
-    def unload(self, name: str) -> Optional[int]:
-        return self.call("unload", name, "DELETE", "/models/" + quote(name, safe=""))[0]
-
-    def loaded(self) -> List[str]:
-        status, data = self.call("list", "", "GET", "/models")
-        return [m["modelName"] for m in json.loads(data)["models"]] if status == 200 else []
-
-    def as_sagemaker(self, name: str, url: str, recent: List[str]) -> Optional[int]:
-        """Invoke as SageMaker does: 404 -> load -> invoke again; 507 -> unload the least
-        recently used model -> load again."""
-        status = self.invoke(name)
-        if status != 404:
-            return status
-        loaded = self.load(name, url)
-        if loaded == 507:
-            victim = next((other for other in recent if other != name), None)
-            if victim is not None:
-                self.unload(victim)
-            loaded = self.load(name, url)
-        if loaded in (200, 409):
-            return self.invoke(name)
-        return loaded
-
-
-def invoke_path(name: str) -> str:
-    return "/models/%s/invoke" % quote(name, safe="")
-
-
-class Client(threading.Thread):
-    def __init__(self, run: MultiModelRun, seed: int) -> None:
-        super().__init__(daemon=True)
-        self.run_, self.random = run, random.Random(seed)
-        self.caller = Caller(run.server.port, run.request_timeout, run.tally)
-        self.recent: List[str] = []  # this client's models, least recently used first
-
-    def run(self) -> None:
-        names = sorted(self.run_.folders)
-        # Traffic as a multi-model endpoint sees it: the n-th model is asked for 1/n as
-        # often as the first (Zipf), so a few are hot and the rest come and go.
-        weights = [1.0 / (rank + 1) for rank in range(len(names))]
-        while not self.run_.stop.is_set():
-            name = self.random.choices(names, weights)[0]
-            self.caller.as_sagemaker(name, str(self.run_.folders[name]), self.recent)
-            if name in self.recent:
-                self.recent.remove(name)
-            self.recent.append(name)
-
-
-class Unloader(threading.Thread):
-    """Unloads a random loaded model every ``--unload-every`` seconds, except one a fault
-    is being injected into (so that the fault meets the model it was aimed at)."""
-
-    def __init__(self, run: MultiModelRun) -> None:
-        super().__init__(daemon=True)
-        self.run_, self.random = run, random.Random(7)
-        self.caller = Caller(run.server.port, run.request_timeout, run.tally)
-
-    def run(self) -> None:
-        while not self.run_.stop.wait(self.run_.args.unload_every):
-            faulted = self.run_.tally.faulted()
-            loaded = [name for name in self.caller.loaded() if name not in faulted]
-            if loaded:
-                self.caller.unload(self.random.choice(loaded))
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -325,6 +100,9 @@ class MultiModelRun:
         if not self.args.quiet:
             sys.stderr.write("[%6.1fs] %s\n" % (time.monotonic() - self.started, text))
             sys.stderr.flush()
+
+    def caller(self) -> Caller:
+        return Caller(self.server.port, self.request_timeout, self.tally)
 
     def server_log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -441,12 +219,14 @@ class MultiModelRun:
             "server ready on %s; %d models, at most %d loaded; PSS %.0f MiB"
             % (self.server.url, args.models, args.max_models, before / MIB)
         )
-        threads: List[threading.Thread] = [Client(self, seed) for seed in range(args.clients)]
-        threads.append(Unloader(self))
+        threads: List[threading.Thread] = [
+            Client(self.caller(), self.folders, self.stop, seed) for seed in range(args.clients)
+        ]
+        threads.append(Unloader(self.caller(), self.stop, args.unload_every))
         load_started = time.monotonic()
         for thread in threads:
             thread.start()
-        caller = Caller(self.server.port, self.request_timeout, self.tally)
+        caller = self.caller()
         rng = random.Random(11)
         for position, kind in enumerate(FAULTS):
             self._wait_until(load_started + args.duration * (position + 1) / (len(FAULTS) + 1))
@@ -495,7 +275,7 @@ class MultiModelRun:
             "faults": self.faults,
             "evictions": log.count("evicted, least recently used"),
             "restarts": log.count("-> loading (restart"),
-            "dropped": log.count("-> failed"),
+            "failed": log.count("-> failed"),
             "pss_before_mib": round(before / MIB, 1),
             "pss_peak_mib": round(self.peak / MIB, 1),
             "pss_after_mib": round(after / MIB, 1),
@@ -513,19 +293,6 @@ class MultiModelRun:
 
 def _seconds(**values: Optional[float]) -> Dict[str, Optional[float]]:
     return {key: None if value is None else round(value, 2) for key, value in values.items()}
-
-
-def progress(tally: Tally) -> str:
-    with tally.lock:
-        invokes = sum(n for (kind, _), n in tally.statuses.items() if kind == "invoke")
-        loads = sum(n for (kind, _), n in tally.statuses.items() if kind == "load")
-        return "invokes %d, loads %d, lost %d, wrong %d, unexplained 5xx %d" % (
-            invokes,
-            loads,
-            sum(tally.lost.values()),
-            len(tally.wrong),
-            len(tally.unexplained),
-        )
 
 
 def format_report(report: Dict[str, Any]) -> str:
@@ -572,8 +339,8 @@ def format_report(report: Dict[str, Any]) -> str:
             )
         )
     lines += [
-        "server               %d evictions, %d restarts, %d models dropped"
-        % (report["evictions"], report["restarts"], report["dropped"]),
+        "server               %d evictions, %d restarts, %d loads or restarts failed"
+        % (report["evictions"], report["restarts"], report["failed"]),
         "server tree PSS      %.0f MiB before, %.0f MiB at peak, %.0f MiB after unloading all"
         % (report["pss_before_mib"], report["pss_peak_mib"], report["pss_after_mib"]),
         "server exit code     %s" % report["server_exit_code"],

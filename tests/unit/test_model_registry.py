@@ -16,6 +16,7 @@ import pytest
 
 from eikit.errors import InsufficientMemory
 from eikit.server import models as models_module
+from eikit.server.model_capacity import Capacity, zero
 from eikit.server.model_state import READY, Model
 from eikit.server.models import MB, ModelRegistry
 from eikit.settings import Settings
@@ -114,7 +115,7 @@ def test_the_least_recently_used_idle_model_goes_first(tmp_path: Path) -> None:
     old_busy = add(reg, "old-busy", MB, last_used=1, busy=True)
     old = add(reg, "old", MB, last_used=2)
     recent = add(reg, "recent", MB, last_used=3)
-    run(reg._make_room(reg._estimate("new", 0), "load new"))
+    run(reg._make_room(reg.capacity.estimate("new", 0, reg.models.values()), "load new"))
     assert sorted(reg.models) == ["old-busy", "recent"]
     assert old.pool.stopped and not old_busy.pool.stopped and not recent.pool.stopped
     assert reg.evictions == 1 and old.state == "gone"
@@ -124,7 +125,9 @@ def test_memory_cap_evicts_until_the_estimate_fits(tmp_path: Path) -> None:
     reg = registry(tmp_path, models_memory_mb=1000)
     for index in range(4):
         add(reg, "m%d" % index, 300 * MB, last_used=index)
-    run(reg._make_room(reg._estimate("new", 0), "load new"))  # 1200 + 300 > 1000: two go
+    run(
+        reg._make_room(reg.capacity.estimate("new", 0, reg.models.values()), "load new")
+    )  # 1200 + 300 > 1000: two go
     assert sorted(reg.models) == ["m2", "m3"]
 
 
@@ -132,7 +135,7 @@ def test_507_when_only_busy_models_could_make_room(tmp_path: Path) -> None:
     reg = registry(tmp_path, max_models=1)
     add(reg, "busy", MB, last_used=0, busy=True)
     with pytest.raises(InsufficientMemory, match="EIKIT_MAX_MODELS=1"):
-        run(reg._make_room(reg._estimate("new", 0), "load new"))
+        run(reg._make_room(reg.capacity.estimate("new", 0, reg.models.values()), "load new"))
     assert list(reg.models) == ["busy"]
 
 
@@ -140,19 +143,25 @@ def test_a_measured_model_over_the_cap_is_refused_even_alone(tmp_path: Path) -> 
     reg = registry(tmp_path, models_memory_mb=100)
     kept = add(reg, "big", 200 * MB, last_used=0)
     with pytest.raises(InsufficientMemory, match="200 MiB"):
-        run(reg._make_room(reg._zero(), "keep big", keep=kept))
+        run(reg._make_room(zero(), "keep big", keep=kept))
 
 
 def test_estimates_use_what_was_measured(tmp_path: Path) -> None:
     reg = registry(tmp_path, workers=2)
-    assert reg._estimate("first", 4096)["memory"] == 2 * 4096  # nothing measured: its files
+    assert (
+        reg.capacity.estimate("first", 4096, reg.models.values())["memory"] == 2 * 4096
+    )  # nothing measured: its files
     add(reg, "a", 100 * MB, 0)
     add(reg, "b", 300 * MB, 0)
-    assert reg._estimate("new", 4096)["memory"] == 200 * MB  # the median of the loaded ones
+    assert (
+        reg.capacity.estimate("new", 4096, reg.models.values())["memory"] == 200 * MB
+    )  # the median of the loaded ones
     again = add(reg, "again", 50 * MB, 0)
-    reg._remember(again)
+    reg.capacity.remember(again)
     del reg.models["again"]
-    assert reg._estimate("again", 4096)["memory"] == 50 * MB  # its own last measurement
+    assert (
+        reg.capacity.estimate("again", 4096, reg.models.values())["memory"] == 50 * MB
+    )  # its own last measurement
 
 
 def test_a_model_that_finished_loading_is_not_evicted_before_its_fit_check(
@@ -162,13 +171,13 @@ def test_a_model_that_finished_loading_is_not_evicted_before_its_fit_check(
     lock to evict a, could evict b too once b's workers came up, and b's load still
     answered 200 for a model that was gone. b must stay: it is not READY (evictable) until
     its own fit check, and then it counts as just used."""
-    monkeypatch.setattr(ModelRegistry, "_measure", lambda self, groups: [(400 * MB, 0)])
+    monkeypatch.setattr(Capacity, "measure", lambda self, groups: [(400 * MB, 0)])
     reg = registry(tmp_path, models_memory_mb=1000, models_measure_interval=3600)
     original = FakePool.start
 
     async def scenario() -> Dict[str, Any]:
         a = add(reg, "a", 400 * MB, last_used=0)
-        reg._remember(a)
+        reg.capacity.remember(a)
         b_started, b_gate, a_stop = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
         async def start(pool: FakePool) -> None:
@@ -181,7 +190,7 @@ def test_a_model_that_finished_loading_is_not_evicted_before_its_fit_check(
         a.pool.stop_gate = a_stop
         b_load = asyncio.ensure_future(reg.load("b", str(folder(tmp_path, "b"))))
         await b_started.wait()
-        reg._sizes["c"] = (700 * MB, 0)  # c needs 700: a and b (400 each) would both go
+        reg.capacity.sizes["c"] = (700 * MB, 0)  # c needs 700: a and b (400 each) would both go
         c_load = asyncio.ensure_future(reg.load("c", str(folder(tmp_path, "c"))))
         while not c_load.done() and a.state != "unloading":
             await asyncio.sleep(0)
@@ -299,4 +308,4 @@ def test_workers_are_held_to_what_the_open_files_limit_leaves(
     monkeypatch.setattr(resource, "setrlimit", lambda _, limits: calls.append(limits))
     reg = registry(tmp_path, max_connections=600)
     assert calls == [(700, 700)]
-    assert reg.worker_budget == (700 - 600 - 32 - 16) // 4
+    assert reg.capacity.worker_budget == (700 - 600 - 32 - 16) // 4

@@ -30,10 +30,8 @@ import contextlib
 import hashlib
 import logging
 import shutil
-import statistics
 import tempfile
 import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Tuple, TypeVar
 
@@ -48,11 +46,12 @@ from eikit.errors import (
     ModelNotFound,
     ModelNotReady,
 )
-from eikit.procs import available_bytes, oom_killed_since, oom_kills
+from eikit.procs import oom_killed_since, oom_kills
 from eikit.requirements import install_requirements
 from eikit.runtime import find_runtime
-from eikit.server import eviction, model_resources
+from eikit.server import model_resources
 from eikit.server.metrics import Metrics
+from eikit.server.model_capacity import Capacity, zero
 from eikit.server.model_handle import ModelHandle
 from eikit.server.model_state import (
     FAILED,
@@ -64,14 +63,12 @@ from eikit.server.model_state import (
     shown,
 )
 from eikit.server.pool import KILLED, WorkerPool
-from eikit.server.slots import FreeList
 from eikit.settings import Settings
 
 log = logging.getLogger(__name__)
 
 MB = model_resources.MB
 MAX_NAME = 1024
-REMEMBERED_SIZES = 10000  # measured sizes kept for models unloaded since (estimates)
 RESTART_DELAY = 1.0  # before a failed restart is tried again (doubling)
 
 T = TypeVar("T")
@@ -105,29 +102,19 @@ class ModelRegistry:
         # settings say so, so that each divides the cores by its own model's workers.
         self.workers = settings.workers or 1
         self.model_settings = settings.model_copy(update={"workers": self.workers})
-        self.max_models = settings.max_models
-        self.memory_cap = model_resources.memory_cap(settings)
-        self.gpu = bool(chain) and chain[0].kind == "cuda"
-        self.gpu_cap: Optional[int] = None  # read with the first measurement
-        self.worker_budget = model_resources.worker_budget(settings)
-        numbers = find_runtime(runtime_name).worker_numbers(settings)
-        self.slots = FreeList(None if numbers is None else numbers // self.workers)
+        self.capacity = Capacity(
+            settings,
+            self.workers,
+            find_runtime(runtime_name).worker_numbers(settings),
+            gpu=bool(chain) and chain[0].kind == "cuda",
+        )
+        self.slots = self.capacity.slots
         self.models: Dict[str, Model] = {}
         self.evictions = 0
         self.draining = False
-        self._sizes: OrderedDict[str, Tuple[int, int]] = OrderedDict()
         self._lock = asyncio.Lock()
         self._measurer: Optional[asyncio.Future] = None
         self._work_dir: Optional[Path] = None  # models' packages, made at the first load
-        log.info(
-            "multi-model endpoint: %d worker(s) per model, memory for models %s, at most %s, "
-            "%s worker slots, room for %s workers",
-            self.workers,
-            "%.0f MiB" % (self.memory_cap / MB) if self.memory_cap else "unlimited",
-            "%d models" % self.max_models if self.max_models else "any number of models",
-            self.slots.capacity if self.slots.capacity is not None else "unlimited",
-            self.worker_budget if self.worker_budget is not None else "any number of",
-        )
 
     # --- reading -------------------------------------------------------------
 
@@ -194,13 +181,13 @@ class ModelRegistry:
         name, path = self._check_request(name, url)
         if self.draining:
             raise ModelNotReady("server is shutting down")
-        size_wanted = name not in self._sizes and not self._measured()
+        size_wanted = not self.capacity.knows_sizes(self.models.values())
         files = await self._in_thread(model_resources.check_model_dir, path, size_wanted)
         async with self._lock:
             if name in self.models:
                 model = self.models[name]
                 raise ModelExists("model %s is already %s" % (shown(name), model.state))
-            need = self._estimate(name, files)
+            need = self.capacity.estimate(name, files, self.models.values())
             await self._make_room(need, "load %s" % shown(name))
             digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
             model = Model(name, path, self.slots.take(), self._work() / digest)
@@ -247,7 +234,7 @@ class ModelRegistry:
         kills = await self._in_thread(oom_kills, self.settings.cgroup_root)
         await detached(self._start(model, install, kills))
         groups = [model.pool.pids()]
-        host, gpu = (await self._in_thread(self._measure, groups))[0]
+        host, gpu = (await self._in_thread(self.capacity.measure, groups))[0]
         async with self._lock:
             if model.state != LOADING:
                 raise ModelNotReady("model %s was unloaded while it loaded" % shown(model.name))
@@ -258,9 +245,9 @@ class ModelRegistry:
             model.load_seconds = time.monotonic() - started
             model.memory, model.gpu_memory = host, gpu
             model.reserved = {}
-            self._remember(model)
+            self.capacity.remember(model)
             try:
-                await self._make_room(self._zero(), "keep %s" % shown(model.name), keep=model)
+                await self._make_room(zero(), "keep %s" % shown(model.name), keep=model)
             except InsufficientMemory as exc:
                 model.move(UNLOADING, "it did not fit once measured: %s" % exc.message)
                 await self._discard(model)
@@ -304,76 +291,7 @@ class ModelRegistry:
             message += " (SIGKILL, and the kernel counted no OOM kill)"
         raise ModelLoadError(message)
 
-    # --- what models hold ----------------------------------------------------
-
-    def _measured(self) -> bool:
-        return any(m.memory for m in self.models.values()) or bool(self._sizes)
-
-    def _estimate(self, name: str, files: int) -> Dict[str, int]:
-        """What a model about to load will hold: its own last measurement, else the median
-        of the models measured here, else its files' size (the first model)."""
-        if name in self._sizes:
-            host, gpu = self._sizes[name]
-        else:
-            measured = [(m.memory, m.gpu_memory) for m in self.models.values() if m.memory]
-            measured = measured or list(self._sizes.values())
-            if measured:
-                host = int(statistics.median(size[0] for size in measured))
-                gpu = int(statistics.median(size[1] for size in measured))
-            else:
-                host, gpu = files * self.workers, 0
-        need = self._zero()
-        need.update(
-            {
-                eviction.MODELS: 1,
-                eviction.SLOTS: 1,
-                eviction.WORKERS: self.workers,
-                eviction.MEMORY: host,
-                eviction.FREE: host,
-                eviction.GPU: gpu,
-            }
-        )
-        return need
-
-    @staticmethod
-    def _zero() -> Dict[str, int]:
-        return dict.fromkeys(eviction.RESOURCES, 0)
-
-    def _remember(self, model: Model) -> None:
-        self._sizes[model.name] = (model.memory, model.gpu_memory)
-        self._sizes.move_to_end(model.name)
-        while len(self._sizes) > REMEMBERED_SIZES:
-            self._sizes.popitem(last=False)
-
-    def _measure(self, groups: List[List[int]]) -> List[Tuple[int, int]]:
-        """Blocking: in a thread."""
-        if self.gpu and self.gpu_cap is None:
-            self.gpu_cap = model_resources.gpu_cap(self.settings)
-        return model_resources.measure(groups, self.gpu)
-
-    def _resident(self, model: Model, keep: Optional[Model]) -> eviction.Resident:
-        holds = {
-            eviction.MODELS: 1,
-            eviction.SLOTS: 1,
-            eviction.WORKERS: model.pool.count,
-            eviction.MEMORY: model.memory or model.reserved.get(eviction.MEMORY, 0),
-            eviction.GPU: model.gpu_memory or model.reserved.get(eviction.GPU, 0),
-        }
-        holds[eviction.FREE] = holds[eviction.MEMORY]
-        evictable = model is not keep and model.evictable
-        return eviction.Resident(model.name, model.last_used, evictable, holds)
-
-    def _caps(self, residents: List[eviction.Resident]) -> Dict[str, Optional[int]]:
-        available = available_bytes(self.settings.cgroup_root)
-        held = eviction.used(residents).get(eviction.MEMORY, 0)
-        return {
-            eviction.MODELS: self.max_models,
-            eviction.SLOTS: self.slots.capacity,
-            eviction.WORKERS: self.worker_budget,
-            eviction.MEMORY: self.memory_cap,
-            eviction.FREE: None if available is None else held + available,
-            eviction.GPU: self.gpu_cap,
-        }
+    # --- making room -----------------------------------------------------------
 
     async def _make_room(
         self, need: Dict[str, int], purpose: str, keep: Optional[Model] = None
@@ -381,23 +299,14 @@ class ModelRegistry:
         """Unload least recently used idle models until ``need`` fits; 507 if it cannot.
         Called under the lock; one victim at a time, planned again after each."""
         while True:
-            residents = [self._resident(m, keep) for m in self.models.values()]
-            caps = self._caps(residents)
-            plan = eviction.plan(residents, need, caps)
-            totals = eviction.used(residents)
-            if plan.blocked is not None:
-                others = sum(1 for m in self.models.values() if m is not keep)
-                raise InsufficientMemory(
-                    "no room to %s: %s, and none of the %d other model(s) that hold it is idle"
-                    % (purpose, eviction.explain(plan.blocked, totals, need, caps), others)
-                )
-            if not plan.victims:
+            step = self.capacity.next_victim(self.models.values(), need, purpose, keep)
+            if step is None:
                 return
-            assert plan.over is not None
-            victim = self.models[plan.victims[0]]
-            why = eviction.explain(plan.over, totals, need, caps)
+            name, why = step
             self.evictions += 1
-            await self._unload(victim, "evicted, least recently used, to %s: %s" % (purpose, why))
+            await self._unload(
+                self.models[name], "evicted, least recently used, to %s: %s" % (purpose, why)
+            )
 
     async def refresh(self) -> None:
         """Measure every model that serves with all its workers, then keep within the caps."""
@@ -408,14 +317,14 @@ class ModelRegistry:
         ]
         if not models:
             return
-        sizes = await self._in_thread(self._measure, [m.pool.pids() for m in models])
+        sizes = await self._in_thread(self.capacity.measure, [m.pool.pids() for m in models])
         async with self._lock:
             for model, (host, gpu) in zip(models, sizes):
                 if model.state == READY and host:
                     model.memory, model.gpu_memory = host, gpu
-                    self._remember(model)
+                    self.capacity.remember(model)
             try:
-                await self._make_room(self._zero(), "keep the models within their caps")
+                await self._make_room(zero(), "keep the models within their caps")
             except InsufficientMemory as exc:
                 log.warning("models are over their caps: %s", exc.message)
 
