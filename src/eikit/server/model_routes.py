@@ -2,9 +2,10 @@
 
 ==========================  ==========================================================
 ``POST /models``            load ``{"model_name": ..., "url": ...}``: 200; 409 loaded
-                            already; 404 nothing loadable there; 507 no room; 400 a
-                            malformed body; 500 with the reason when ``model_fn`` fails
-``GET /models``             the loaded models, ``?max_results=N&next_page_token=T``
+                            already; 404 nothing loadable there; 507 no room, or out of
+                            memory; 400 a malformed body or a url outside the models
+                            root; 500 with the reason when ``model_fn`` fails
+``GET /models``             the models that serve, ``?max_results=N&next_page_token=T``
 ``GET /models/{name}``      one model; 404 if not loaded
 ``DELETE /models/{name}``   unload; 404 if not loaded
 ``POST /models/{name}/invoke``  invoke (so does ``/invocations`` with the
