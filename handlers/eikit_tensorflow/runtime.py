@@ -55,6 +55,23 @@ class TensorFlowRuntime(Runtime):
                 return serving.default_workers(settings, accelerator)
         return super().default_workers(accelerator)
 
+    def worker_numbers(self, settings: Settings) -> Optional[int]:
+        """On the TF Serving binary path with SAGEMAKER_SAFE_PORT_RANGE, worker n takes the
+        range's ports low+2n and low+2n+1 (``tfs_process.ports``): that many workers fit."""
+        if not settings.safe_port_range:
+            return None
+        from eikit_tensorflow import serving
+
+        try:
+            binary = serving.find_binary(settings)
+        except ConfigurationError:
+            return None  # the workers report it, with the model's load
+        if binary is None:
+            return None
+        from eikit_tensorflow.tfs_process import port_pairs
+
+        return port_pairs(settings.safe_port_range)
+
     def session(self, accelerator: ProbeResult, settings: Settings, worker: int) -> ModelSession:
         from eikit_tensorflow.session import TensorFlowSession
 

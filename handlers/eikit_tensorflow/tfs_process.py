@@ -29,6 +29,12 @@ class ServingError(EikitError):
 # --- ports ----------------------------------------------------------------------------
 
 
+def port_pairs(safe_port_range: str) -> int:
+    """How many workers' (gRPC, REST) pairs ``low-high`` holds."""
+    low, high = (int(part) for part in safe_port_range.split("-"))
+    return max(0, (high - low + 1) // 2)
+
+
 def ports(settings: Any, worker: int) -> Tuple[int, int]:
     """(gRPC, REST) for worker ``worker``: from ``SAGEMAKER_SAFE_PORT_RANGE`` as AWS takes
     them (``low + 2i``, ``low + 2i + 1``), else two free loopback ports."""

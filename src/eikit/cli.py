@@ -108,6 +108,7 @@ def _local_multi_model(args: argparse.Namespace, source: Path) -> int:
         ModelsClient,
         collect_models,
         container_mounts,
+        link_models,
         load_all,
         to_stderr,
     )
@@ -142,7 +143,7 @@ def _local_multi_model(args: argparse.Namespace, source: Path) -> int:
     from eikit.local import wait_for_ping
     from eikit.server.run import serve
 
-    urls = {name: str(path) for name, path in models.items()}
+    urls = link_models(models, work / "models")  # the server's models root
     overrides["host"] = args.host or "127.0.0.1"
     settings = _settings(base_dir=work, **overrides)
     url = "http://127.0.0.1:%d" % settings.port

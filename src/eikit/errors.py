@@ -153,9 +153,27 @@ def status_of(exc: BaseException) -> int:
     toolkit = toolkit_status(exc)
     if toolkit is not None:
         return toolkit
-    if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+    if out_of_memory(exc):
         return 507
     return 500
+
+
+# Frameworks' out-of-memory errors, recognised by class name so that no framework is
+# imported here: torch.cuda.OutOfMemoryError, TensorFlow's ResourceExhaustedError ("OOM
+# when allocating tensor"), jax's and others' OutOfMemoryError.
+OOM_CLASSES = ("OutOfMemoryError", "ResourceExhaustedError")
+OOM_MESSAGES = ("out of memory", "oom when allocating")
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says memory ran out: a MemoryError, a framework's OOM error, or a
+    message that says so (CUDA's "CUDA out of memory" RuntimeError, cuDNN's, MXNet's)."""
+    if isinstance(exc, MemoryError):
+        return True
+    if any(cls.__name__ in OOM_CLASSES for cls in type(exc).__mro__):
+        return True
+    text = str(exc).lower()
+    return any(message in text for message in OOM_MESSAGES)
 
 
 def code_of(exc: BaseException) -> str:

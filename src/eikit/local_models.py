@@ -10,6 +10,7 @@ plugin and the tests.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -61,6 +62,27 @@ def container_mounts(models: Dict[str, Path]) -> Tuple[List[Dict[str, Any]], Dic
         mounts.append({"Type": "bind", "Source": str(path), "Target": target, "ReadOnly": True})
         urls[name] = target
     return mounts, urls
+
+
+def link_models(models: Dict[str, Path], root: Path) -> Dict[str, str]:
+    """Lay the models out under ``root`` as SageMaker lays them out under
+    ``/opt/ml/models`` (the server's models root): a link ``root/NNNNN/model`` to each
+    folder, by position, never by name. Returns each model's link, the url to load it from.
+    Links left by an earlier run are replaced; nothing else in ``root`` is touched."""
+    for old in root.glob("[0-9][0-9][0-9][0-9][0-9]/model"):
+        if old.is_symlink():
+            old.unlink()
+            with contextlib.suppress(OSError):
+                old.parent.rmdir()
+    urls = {}
+    for index, (name, path) in enumerate(sorted(models.items())):
+        link = root / ("%05d" % index) / "model"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.exists() or link.is_symlink():
+            raise ConfigurationError("%s is in the way of the models' links" % link)
+        link.symlink_to(path.resolve(), target_is_directory=True)
+        urls[name] = str(link)
+    return urls
 
 
 class ModelsClient:

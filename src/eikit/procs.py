@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Set
+from typing import Dict, Iterable, List, Optional, Sequence, Set
 
 
 def _parents() -> Dict[int, int]:
@@ -92,6 +92,25 @@ def trees_pss(pids: Iterable[int]) -> int:
     return sum(pss_bytes(pid) for pid in trees(pids))
 
 
+def groups_members(groups: Sequence[Iterable[int]]) -> List[Set[int]]:
+    """Each group of pids with every process below them, reading the process table once
+    for all the groups (a multi-model endpoint measures every model's workers at once)."""
+    below: Dict[int, List[int]] = {}
+    for child, parent in _parents().items():
+        below.setdefault(parent, []).append(child)
+    found = []
+    for group in groups:
+        seen: Set[int] = set()
+        todo = list(group)
+        while todo:
+            current = todo.pop()
+            if current not in seen:
+                seen.add(current)
+                todo.extend(below.get(current, ()))
+        found.append(seen)
+    return found
+
+
 def _read_int(path: Path) -> Optional[int]:
     try:
         text = path.read_text().strip()
@@ -125,3 +144,34 @@ def available_bytes(cgroup_root: Path = Path("/sys/fs/cgroup")) -> Optional[int]
         left = max(0, limit - current)
         available = left if available is None else min(available, left)
     return available
+
+
+def oom_kills(cgroup_root: Path = Path("/sys/fs/cgroup")) -> Dict[str, int]:
+    """The kernel's counts of processes its OOM killer killed, where it reports them: this
+    container's cgroup (v2 ``memory.events``, v1 ``memory/memory.oom_control``) and the
+    whole machine (``/proc/vmstat``). A worker SIGKILLed while one of them grew was, as far
+    as anything outside the kernel can tell, killed for memory."""
+    counts: Dict[str, int] = {}
+    sources = (
+        ("cgroup", cgroup_root / "memory.events"),
+        ("cgroup-v1", cgroup_root / "memory" / "memory.oom_control"),
+        ("machine", Path("/proc/vmstat")),
+    )
+    for name, path in sources:
+        try:
+            lines = path.read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) == 2 and fields[0] == "oom_kill" and fields[1].isdigit():
+                counts[name] = int(fields[1])
+    return counts
+
+
+def oom_killed_since(before: Dict[str, int], after: Dict[str, int]) -> Optional[str]:
+    """Which counter of ``oom_kills`` grew between two readings (None: none did)."""
+    for name, count in after.items():
+        if name in before and count > before[name]:
+            return name
+    return None

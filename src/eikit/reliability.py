@@ -25,6 +25,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from eikit import reliability_mme
 from eikit.errors import ConfigurationError
 from eikit.local import ServerProcess, layout_model_tree
 from eikit.procs import children, tree_rss
@@ -414,6 +415,8 @@ def _request_body(args: argparse.Namespace) -> bytes:
 
 
 def cmd_reliability(args: argparse.Namespace) -> int:
+    if args.multi_model:
+        return reliability_mme.cmd_multi_model(args)
     body = _request_body(args)
     with tempfile.TemporaryDirectory(prefix="eikit-reliability-") as work:
         if args.model_dir is None:
@@ -475,4 +478,5 @@ def register(sub: Any) -> None:
     parser.add_argument("--log", help="keep the server's log in this file")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    reliability_mme.add_arguments(parser)
     parser.set_defaults(func=cmd_reliability)

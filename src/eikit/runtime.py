@@ -161,6 +161,13 @@ class Runtime(ABC):
         same devices. None by default."""
         return {}
 
+    def worker_numbers(self, settings: Settings) -> Optional[int]:
+        """How many worker numbers (the ``worker`` of ``session``) can be in use at once,
+        where each holds something finite (TensorFlow: two ports of
+        ``SAGEMAKER_SAFE_PORT_RANGE``); None: no limit. A multi-model endpoint hands numbers
+        out from a free list within it."""
+        return None
+
     def execution(self, settings: Settings, accelerator: ProbeResult) -> Dict[str, str]:
         """Extra facts for ``eikit detect`` about how this runtime will run the model on
         ``accelerator`` (TensorFlow: a TF Serving binary or in-process, and why); each

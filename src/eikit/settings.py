@@ -186,7 +186,8 @@ class Settings(BaseSettings):
         None,
         alias="EIKIT_WORKER_THREADS",
         ge=1,
-        description="Framework threads per worker. Unset: CPU cores divided by workers.",
+        description="Framework threads per worker. Unset: CPU cores divided by workers (on a "
+        "multi-model endpoint, by the model's own workers).",
     )
     install_requirements: bool = Field(
         True,
@@ -298,6 +299,44 @@ class Settings(BaseSettings):
         "recently used idle models are unloaded, or the load gets 507. Unset: 85% of the "
         "container's memory limit (or the machine's memory).",
     )
+    models_gpu_memory_mb: Optional[float] = Field(
+        None,
+        alias="EIKIT_MODELS_GPU_MEMORY_MB",
+        gt=0,
+        description="Multi-model on CUDA: GPU memory the loaded models' workers may hold in "
+        "all, as `nvidia-smi` reports it per process; past it the least recently used idle "
+        "models are unloaded, or the load gets 507. Unset: 90% of the GPUs' memory.",
+    )
+    models_measure_interval: float = Field(
+        30.0,
+        alias="EIKIT_MODELS_MEASURE_INTERVAL",
+        gt=0,
+        description="Multi-model: seconds between two measurements of every loaded model's "
+        "memory (host and GPU), so that growth after its first requests counts; models over "
+        "the caps are then unloaded, least recently used idle ones first.",
+    )
+    model_restarts: int = Field(
+        2,
+        alias="EIKIT_MODEL_RESTARTS",
+        ge=0,
+        description="Multi-model: times a loaded model whose workers can no longer serve "
+        "(`EIKIT_MAX_RELOAD_FAILURES` reached) is restarted with new workers. Past it the "
+        "model is unloaded: its invocations get 404, and SageMaker loads it again.",
+    )
+    models_root: Optional[Path] = Field(
+        None,
+        alias="EIKIT_MODELS_ROOT",
+        description="Multi-model: the folder a load request's `url` must lie in (else 400). "
+        "Unset: `SAGEMAKER_BASE_DIR/models`, where SageMaker puts a multi-model endpoint's "
+        "models.",
+    )
+    cgroup_root: Path = Field(
+        Path("/sys/fs/cgroup"),
+        alias="EIKIT_CGROUP_ROOT",
+        description="Where the container's cgroup files are read: its memory limit, memory in "
+        "use, and the OOM killer's count of kills (a worker SIGKILLed during a load while it "
+        "grew is a 507).",
+    )
     metrics: bool = Field(
         True,
         alias="EIKIT_METRICS",
@@ -380,7 +419,8 @@ class Settings(BaseSettings):
         pattern=r"^\s*\d+\s*-\s*\d+\s*$",
         description="Ports the container may use besides its own (`low-high`), set by "
         "SageMaker: worker i's TF Serving takes low+2i (gRPC) and low+2i+1 (REST), as in "
-        "AWS's container. Unset: free loopback ports.",
+        "AWS's container; on a multi-model endpoint, worker numbers come from a free list that "
+        "unloads give back. Unset: free loopback ports.",
     )
     batch_transform: bool = Field(
         False,
@@ -421,6 +461,11 @@ class Settings(BaseSettings):
     @property
     def model_dir(self) -> Path:
         return self.base_dir / "model"
+
+    @property
+    def models_dir(self) -> Path:
+        """Where a multi-model endpoint's models must lie."""
+        return self.models_root or self.base_dir / "models"
 
     @property
     def code_dir(self) -> Path:

@@ -267,7 +267,7 @@ def _start_process(
     multi_model: bool = False,
 ) -> Endpoint:
     from eikit.local import ServerProcess, layout_model_tree
-    from eikit.local_models import collect_models
+    from eikit.local_models import collect_models, link_models
 
     work = Path(tempfile.mkdtemp(prefix="eikit-endpoint-"))
     log_path = work / "server.log"
@@ -295,7 +295,7 @@ def _start_process(
         if multi_model:
             base = work / "opt-ml"
             base.mkdir()
-            urls = {n: str(p) for n, p in collect_models(Path(model_dir), work).items()}
+            urls = link_models(collect_models(Path(model_dir), work), base / "models")
         else:
             base = layout_model_tree(
                 Path(model_dir), Path(code_dir) if code_dir is not None else None, work / "opt-ml"

@@ -8,8 +8,11 @@ import socket
 
 import requests
 
+from tests.contract.lib_rule import (
+    SKIPS_REQUIREMENTS_BESIDE_LIB,
+    write_code_with_lib_and_requirements,
+)
 from tests.frameworks import expected
-from tests.serving import make_wheel
 
 ROWS = [[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0]]
 
@@ -102,27 +105,8 @@ def test_a_failing_model_fn_is_a_failed_ping_never_a_ready_one(framework, tree, 
     assert answer.status_code == 503, answer.text
 
 
-# AWS's rule for code/requirements.txt beside code/lib, per container: the TensorFlow Serving
-# container loads lib/ and ignores requirements.txt (serve.py: "loading modules in ...,
-# ignoring requirements.txt"; its test5); sagemaker-inference, which AWS's PyTorch and MXNet
-# containers start from, installs requirements.txt whenever it exists (model_server.py).
-SKIPS_REQUIREMENTS_BESIDE_LIB = {"tensorflow": True, "pytorch": False, "mxnet": False}
-
-
 def test_requirements_beside_lib_follow_the_frameworks_aws_rule(framework, tree, start, tmp_path):
-    source = "import eikit_lib_probe  # from code/lib\n"
-    if framework.name == "tensorflow":  # its container wants handlers in a script
-        source += (
-            "def input_handler(data, context):\n    return data.read().decode('utf-8')\n"
-            "def output_handler(response, context):\n"
-            "    return response.content, context.accept_header\n"
-        )
-    script = tree.script(source)
-    lib = script.parent / "lib"
-    lib.mkdir()
-    (lib / "eikit_lib_probe.py").write_text("VENDORED = True\n")
-    wheel = make_wheel(script.parent, "eikit_req_probe")
-    (script.parent / "requirements.txt").write_text("./%s\n" % wheel.name)
+    requirements = write_code_with_lib_and_requirements(tree.model_dir / "code", framework.name)
     target = tmp_path / "site"
     endpoint = start(tree, {"EIKIT_REQUIREMENTS_TARGET": str(target)})
     answer = endpoint.invoke(framework.request(ROWS))
@@ -130,7 +114,7 @@ def test_requirements_beside_lib_follow_the_frameworks_aws_rule(framework, tree,
     installed = (target / "eikit_req_probe.py").is_file()
     if SKIPS_REQUIREMENTS_BESIDE_LIB[framework.name]:
         assert not installed
-        assert "ignoring %s" % (script.parent / "requirements.txt") in endpoint.log()
+        assert "ignoring %s" % requirements in endpoint.log()
     else:
         assert installed, endpoint.log()
         assert "requirements installed" in endpoint.log()

@@ -10,6 +10,10 @@ from urllib.parse import quote
 
 import requests
 
+from tests.contract.lib_rule import (
+    SKIPS_REQUIREMENTS_BESIDE_LIB,
+    write_code_with_lib_and_requirements,
+)
 from tests.frameworks import expected
 
 ROWS = [[1.0, 2.0, 3.0, 4.0]]
@@ -20,7 +24,8 @@ def test_two_models_load_serve_and_unload(framework, start, tmp_path: Path) -> N
     url = endpoint.url
     paths = {}
     for name in ("first/1", "second.v2"):
-        path = tmp_path / "models" / quote(name, safe="") / "model"
+        # SAGEMAKER_BASE_DIR/models: the models root, where SageMaker puts them
+        path = tmp_path / "ml" / "models" / quote(name, safe="") / "model"
         path.mkdir(parents=True)
         framework.save_model(path)
         paths[name] = path
@@ -44,3 +49,24 @@ def test_two_models_load_serve_and_unload(framework, start, tmp_path: Path) -> N
     assert gone.status_code == 404 and "first/1" in gone.json()["error"]
     second = endpoint.invoke(body, path="/models/second.v2/invoke")
     assert framework.answer(second.json()) == expected(ROWS)
+
+
+def test_a_models_requirements_beside_lib_follow_the_frameworks_aws_rule(
+    framework, start, tmp_path: Path
+) -> None:
+    endpoint = start(SimpleNamespace(base=tmp_path / "ml"), {"SAGEMAKER_MULTI_MODEL": "true"})
+    path = tmp_path / "ml" / "models" / "vendored" / "model"
+    path.mkdir(parents=True)
+    framework.save_model(path)
+    requirements = write_code_with_lib_and_requirements(path / "code", framework.name)
+    loaded = requests.post(
+        endpoint.url + "/models", json={"model_name": "vendored", "url": str(path)}, timeout=300
+    )
+    assert loaded.status_code == 200, loaded.text + endpoint.log()
+    answer = endpoint.invoke(framework.request(ROWS), path="/models/vendored/invoke")
+    assert framework.answer(answer.json()) == expected(ROWS)
+    if SKIPS_REQUIREMENTS_BESIDE_LIB[framework.name]:
+        assert "ignoring %s" % requirements in endpoint.log()
+        assert "requirements installed" not in endpoint.log()
+    else:
+        assert "requirements installed" in endpoint.log(), endpoint.log()

@@ -7,122 +7,20 @@ on a duration, so the tests hold on a busy machine.
 
 from __future__ import annotations
 
-import json
-import textwrap
-import threading
-import time
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, Dict, Iterator, List, Optional
-from urllib.parse import quote
+from typing import Any, Iterator
 
 import pytest
 import requests
 
-from tests.frameworks import expected, save_torch_linear
-from tests.serving import make_wheel, starter
-
-ROWS = [[1.0, 2.0, 3.0, 4.0]]
-BODY = json.dumps(ROWS).encode()
-
-
-class Models:
-    """A multi-model endpoint and the model directories a test makes for it."""
-
-    def __init__(self, base: Path, url: str) -> None:
-        self.base = base
-        self.url = url
-
-    def make(
-        self, folder: str, script: Optional[str] = None, files: Optional[Dict[str, str]] = None
-    ) -> Path:
-        path = self.base / "models" / folder / "model"
-        path.mkdir(parents=True)
-        save_torch_linear(path)
-        if script is not None:
-            (path / "code").mkdir()
-            (path / "code" / "inference.py").write_text(textwrap.dedent(script))
-        for name, text in (files or {}).items():
-            (path / name).parent.mkdir(parents=True, exist_ok=True)
-            (path / name).write_text(textwrap.dedent(text))
-        return path
-
-    def load(self, name: str, path: Any, timeout: float = 180) -> requests.Response:
-        body = {"model_name": name, "url": str(path)}
-        return requests.post(self.url + "/models", json=body, timeout=timeout)
-
-    def invoke(self, name: str, body: bytes = BODY, header: bool = False) -> requests.Response:
-        headers = {"Content-Type": "application/json"}
-        if header:
-            headers["X-Amzn-SageMaker-Target-Model"] = name
-            return requests.post(self.url + "/invocations", data=body, headers=headers, timeout=60)
-        path = "/models/%s/invoke" % quote(name, safe="")
-        return requests.post(self.url + path, data=body, headers=headers, timeout=60)
-
-    def get(self, name: str) -> requests.Response:
-        return requests.get(self.url + "/models/" + quote(name, safe=""), timeout=10)
-
-    def delete(self, name: str) -> requests.Response:
-        return requests.delete(self.url + "/models/" + quote(name, safe=""), timeout=120)
-
-    def names(self) -> List[str]:
-        return [
-            m["modelName"] for m in requests.get(self.url + "/models", timeout=10).json()["models"]
-        ]
+from tests.frameworks import expected
+from tests.integration.mme import BODY, ROWS, endpoints, gate_script, in_thread, wait_for
+from tests.serving import make_wheel
 
 
 @pytest.fixture
 def mme(tmp_path: Path) -> Iterator[Any]:
-    """start(env) -> Models on a fresh multi-model endpoint (no ``model/`` to read)."""
-    servers = starter(tmp_path, {"SAGEMAKER_MULTI_MODEL": "true"})
-    start = next(servers)
-
-    def _start(env: Optional[Dict[str, str]] = None) -> Models:
-        endpoint = start(SimpleNamespace(base=tmp_path), env)
-        return Models(tmp_path, endpoint.url)
-
-    yield _start
-    next(servers, None)  # stops them
-
-
-def wait_for(check: Any, what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out waiting for " + what
-        time.sleep(0.05)
-
-
-def gate_script(gate: Path, where: str) -> str:
-    """A script whose ``model_fn`` (where="load") or ``predict_fn`` (where="predict") waits
-    for ``gate`` to exist, announcing it is waiting with ``gate``.waiting."""
-    wait = textwrap.dedent(
-        """
-        def _wait():
-            open(%r, "w").close()
-            while not os.path.exists(%r):
-                time.sleep(0.02)
-        """
-        % (str(gate) + ".waiting", str(gate))
-    )
-    if where == "load":
-        hook = "def model_fn(model_dir):\n    _wait()\n"
-        hook += "    return torch.jit.load(os.path.join(model_dir, 'model.pt'))\n"
-    else:
-        hook = "def predict_fn(data, model):\n    _wait()\n    return model(data)\n"
-    return "import os, time\nimport torch\n" + wait + hook
-
-
-def in_thread(call: Any) -> Dict[str, Any]:
-    """Run ``call`` in a thread; the dict gets "answer" when it returns."""
-    result: Dict[str, Any] = {}
-
-    def run() -> None:
-        result["answer"] = call()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    result["thread"] = thread
-    return result
+    yield from endpoints(tmp_path)
 
 
 def test_routes_and_statuses(mme: Any) -> None:
@@ -178,11 +76,12 @@ def test_bad_load_requests(mme: Any, tmp_path: Path) -> None:
         answer = requests.post(models.url + "/models", data=body, timeout=10)
         assert answer.status_code == 400, (body, answer.text)
         assert answer.json()["code"] == "bad_request"
-    assert models.load("m", tmp_path / "nowhere").status_code == 404
-    empty = tmp_path / "empty"
-    empty.mkdir()
+    root = tmp_path / "models"  # SAGEMAKER_BASE_DIR/models: where SageMaker puts them
+    assert models.load("m", root / "nowhere").status_code == 404
+    empty = root / "empty"
+    empty.mkdir(parents=True)
     assert models.load("m", empty).status_code == 404
-    nothing = tmp_path / "nothing"
+    nothing = root / "nothing"
     nothing.mkdir()
     (nothing / "README.txt").write_text("no model here")
     refused = models.load("m", nothing)

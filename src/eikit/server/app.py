@@ -321,9 +321,9 @@ class App:
             else:
                 if not target:
                     raise BadRequest(NO_TARGET)
-                async with registry.use(target) as pool:
+                async with registry.use(target) as model:
                     submitted = time.perf_counter()
-                    response_meta, answer = await pool.submit(meta, body)
+                    response_meta, answer = await model.submit(meta, body)
             finished = time.perf_counter()
         except asyncio.CancelledError:
             # Only shutdown cancels a request (EIKIT_GRACEFUL_TIMEOUT ran out): answer in

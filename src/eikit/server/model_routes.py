@@ -2,9 +2,10 @@
 
 ==========================  ==========================================================
 ``POST /models``            load ``{"model_name": ..., "url": ...}``: 200; 409 loaded
-                            already; 404 nothing loadable there; 507 no room; 400 a
-                            malformed body; 500 with the reason when ``model_fn`` fails
-``GET /models``             the loaded models, ``?max_results=N&next_page_token=T``
+                            already; 404 nothing loadable there; 507 no room, or out of
+                            memory; 400 a malformed body or a url outside the models
+                            root; 500 with the reason when ``model_fn`` fails
+``GET /models``             the models that serve, ``?max_results=N&next_page_token=T``
 ``GET /models/{name}``      one model; 404 if not loaded
 ``DELETE /models/{name}``   unload; 404 if not loaded
 ``POST /models/{name}/invoke``  invoke (so does ``/invocations`` with the
@@ -18,6 +19,7 @@ so names may hold ``/`` and ``.``; they are looked up, never used as paths.
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any, Dict, Optional
 from urllib.parse import parse_qs
 
@@ -31,6 +33,7 @@ PREFIX = "/models/"
 INVOKE = "/invoke"
 MAX_LOAD_BODY = 64 * 1024
 MAX_PAGE = 1000
+PAGE_SIZE = re.compile(r"^[0-9]{1,6}\Z")
 
 
 class ModelRoutes:
@@ -103,7 +106,9 @@ class ModelRoutes:
         raw = _one(query, "max_results")
         max_results: Optional[int] = None
         if raw:
-            if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+            # ASCII digits only (str.isdigit() also takes "²", which int() refuses), and few
+            # of them (int() refuses thousands).
+            if not PAGE_SIZE.match(raw) or not 1 <= int(raw) <= MAX_PAGE:
                 raise BadRequest("max_results must be a whole number from 1 to %d" % MAX_PAGE)
             max_results = int(raw)
         return self.registry.page(token, max_results)

@@ -27,7 +27,7 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from eikit.accelerators import ProbeResult
 from eikit.errors import InternalError, ModelLoadFailed, ModelNotReady, PredictionTimeout
@@ -44,6 +44,8 @@ Reply = Tuple[bytes, bytes]  # response meta, body
 SOCKET_BUFFER = 4 * 1024 * 1024
 
 REAP_WAIT = 5.0  # a worker whose socket closed gets this long to exit before SIGKILL
+
+KILLED = "killed"  # ``failed_code`` of a first load whose worker was SIGKILLed (OOM killer?)
 
 
 class WorkerPool:
@@ -85,6 +87,13 @@ class WorkerPool:
         self._serving_since = 0.0  # when a worker became ready while none was
         self._timers: Dict[int, asyncio.TimerHandle] = {}
         self._watchdog: Optional[asyncio.TimerHandle] = None
+        # Told when the pool's health may have changed (a worker became ready, left the
+        # ready ones, or the pool failed): a multi-model endpoint's registry listens.
+        self.on_health: Optional[Callable[[WorkerPool], None]] = None
+
+    def _health_changed(self) -> None:
+        if self.on_health is not None:
+            self.on_health(self)
 
     # --- state ---------------------------------------------------------------
 
@@ -193,6 +202,7 @@ class WorkerPool:
             self._serving_since = time.monotonic()
         self.ready.append(worker)
         self.policy.served(worker.index)
+        self._health_changed()
         if not self.loaded.is_set():
             if len(self.ready) == self.count:
                 self.loaded.set()
@@ -231,11 +241,13 @@ class WorkerPool:
         for worker in list(self.workers.values()):
             worker.kill()
         self._fail_waiters(ModelLoadFailed("model failed to load: %s" % reason))
+        self._health_changed()
 
     def _retire(self, worker: Worker) -> None:
         worker.ready = False
         if worker in self.ready:
             self.ready.remove(worker)
+            self._health_changed()
 
     def on_exit(self, worker: Worker) -> None:
         """The worker's socket closed: it exited, crashed, or was killed."""
@@ -255,6 +267,8 @@ class WorkerPool:
                 self._fail_waiters(ModelNotReady("server is shutting down"))
             return
         if not self.loaded.is_set():
+            if code == -signal.SIGKILL and worker.failure is None:
+                self.failed_code = KILLED
             reason = worker.failure or "exited during load (code %s)" % code
             self.fail("worker %d %s" % (worker.index, reason))
         elif worker.was_ready:

@@ -25,6 +25,7 @@ from eikit.errors import (
     client_message,
     code_of,
     error_body,
+    out_of_memory,
     status_of,
 )
 from eikit.pipeline import Pipeline
@@ -97,7 +98,9 @@ def load_pipeline(
         except UserScriptError:
             raise
         except Exception as exc:
-            if position + 1 >= len(chain):
+            # Out of memory on a multi-model endpoint is a 507, not a reason to fall back: it
+            # makes SageMaker unload other models, which frees the device for this one.
+            if position + 1 >= len(chain) or (settings.multi_model and out_of_memory(exc)):
                 raise
             log.warning(
                 "model did not load on %s (%s: %s); falling back to %s",
