@@ -37,7 +37,17 @@ def register(subparsers: Any) -> None:
         "the endpoint exists), then wait for InService.",
     )
     dep.add_argument("--endpoint", required=True, help="endpoint name")
-    dep.add_argument("--image", required=True, help="image URI (ECR), e.g. from eikit push")
+    image = dep.add_mutually_exclusive_group(required=True)
+    image.add_argument("--image", help="image URI (ECR), e.g. from eikit push")
+    image.add_argument(
+        "--repository",
+        metavar="REPO",
+        help="or eikit's image for the instance type in REPO "
+        "(ACCOUNT.dkr.ecr.REGION.amazonaws.com/eikit): inf1 and inf2 get different ones",
+    )
+    dep.add_argument(
+        "--framework", default="pytorch", help="--repository: the framework (%(default)s)"
+    )
     dep.add_argument("--model-data", required=True, help="s3://.../model.tar.gz (or prefix/)")
     dep.add_argument("--role", required=True, help="the SageMaker execution role ARN")
     dep.add_argument("--instance-type", required=True, help="e.g. ml.c6i.xlarge, ml.inf1.xlarge")
@@ -50,6 +60,12 @@ def register(subparsers: Any) -> None:
         "--env", action="append", default=[], metavar="K=V", help="container environment"
     )
     dep.add_argument("--name", help="model and endpoint-config name (default ENDPOINT-STAMP)")
+    dep.add_argument(
+        "--allow-uncompiled",
+        action="store_true",
+        help="Inferentia: deploy a model not compiled for the instance type's generation "
+        "(it serves on the instance's CPU)",
+    )
     scaling_options(dep)
     aws_options(dep, 1800.0)
     dep.set_defaults(func=cmd_deploy)
@@ -82,27 +98,33 @@ def cmd_package(args: argparse.Namespace) -> int:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     from eikit.cloud.deploy import DeployRequest, deploy
+    from eikit.cloud.images import image_for
 
-    request = DeployRequest(
-        endpoint=args.endpoint,
-        image=args.image,
-        model_data=args.model_data,
-        role=args.role,
-        instance_type=args.instance_type,
-        accelerator_type=args.accelerator_type,
-        multi_model=args.multi_model,
-        env=parse_env(args.env),
-        instance_count=args.instance_count,
-        name=args.name,
-        autoscale=autoscale(args),
-    )
-    return run_command(
-        deploy,
-        cli_common.make_clients(args),
-        request,
-        stamp(),
-        cli_common.make_waiter(args),
-        args.timeout,
-        sys.stdout,
-        dry_run=args.dry_run,
-    )
+    def run() -> int:
+        ei = bool(args.accelerator_type)
+        image = args.image or image_for(args.instance_type, args.framework, args.repository, ei).uri
+        request = DeployRequest(
+            endpoint=args.endpoint,
+            image=image,
+            model_data=args.model_data,
+            role=args.role,
+            instance_type=args.instance_type,
+            accelerator_type=args.accelerator_type,
+            multi_model=args.multi_model,
+            env=parse_env(args.env),
+            instance_count=args.instance_count,
+            name=args.name,
+            autoscale=autoscale(args),
+            allow_uncompiled=args.allow_uncompiled,
+        )
+        return deploy(
+            cli_common.make_clients(args),
+            request,
+            stamp(),
+            cli_common.make_waiter(args),
+            args.timeout,
+            sys.stdout,
+            dry_run=args.dry_run,
+        )
+
+    return run_command(run)

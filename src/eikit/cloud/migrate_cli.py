@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Optional
 
 from eikit.cloud import cli_common
 from eikit.cloud.aws import CloudError, stamp
@@ -18,7 +18,11 @@ from eikit.cloud.cli_common import (
     scaling_options,
 )
 from eikit.cloud.guardrails import DEFAULT_TRAFFIC
+from eikit.compile.cli import batch_sizes_arg
 from eikit.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from eikit.cloud.neuron_plan import CompileOptions
 
 
 def add_migrate_command(subparsers: Any) -> None:
@@ -55,6 +59,7 @@ def add_migrate_command(subparsers: Any) -> None:
         "or 2000 without --samples)",
     )
     parity_options(ep)
+    neuron_options(ep)
     scaling_options(ep)
     aws_options(ep, 3600.0)
     ep.set_defaults(func=cmd_migrate_endpoint)
@@ -93,6 +98,69 @@ def add_migrate_command(subparsers: Any) -> None:
     nb.set_defaults(func=cmd_migrate_notebook)
 
 
+def neuron_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "Inferentia (ml.inf1.*, ml.inf2.*, ml.trn1.*)",
+        "a model runs on the NeuronCores only once compiled for their generation; the plan "
+        "reads each model archive's eikit-neuron.json and refuses one that is not compiled",
+    )
+    group.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile uncompiled models first (in-process where the generation's Neuron "
+        "package is installed, else in its eikit image with Docker) and upload "
+        "<name>-<generation>.tar.gz beside each archive",
+    )
+    how = group.add_mutually_exclusive_group()
+    for flag, where, text in (
+        ("--in-process", "in-process", "--compile here (the Neuron package installed)"),
+        ("--docker", "docker", "--compile in the generation's eikit image"),
+        ("--neo", "neo", "--compile with SageMaker Neo"),
+    ):
+        how.add_argument(flag, dest="compile_where", action="store_const", const=where, help=text)
+    example = group.add_mutually_exclusive_group()
+    example.add_argument(
+        "--example",
+        metavar="FILE",
+        help="the request body to trace with (.json .npy ...; default: the first of --samples)",
+    )
+    example.add_argument(
+        "--shape", action="append", help="or an input's shape, batch first (repeat per input)"
+    )
+    group.add_argument("--dtype", action="append", default=[], help="--shape's dtype (float32)")
+    group.add_argument("--batch-sizes", type=batch_sizes_arg, help="one graph per size, e.g. 1,4,8")
+    group.add_argument("--compile-image", help="--docker: the image (default eikit:<its tag>)")
+    group.add_argument("--neo-s3", help="--neo: s3://bucket/prefix (default beside the model)")
+    group.add_argument("--neo-role", help="--neo: IAM role ARN (default: the model's role)")
+    group.add_argument(
+        "--allow-uncompiled",
+        action="store_true",
+        help="move an uncompiled model anyway: it serves on the instance's CPU",
+    )
+
+
+def compile_options(args: argparse.Namespace) -> Optional[CompileOptions]:
+    from eikit.cloud.neuron_plan import CompileOptions
+
+    asked = args.compile or args.compile_where
+    if not asked:
+        if args.example or args.shape or args.batch_sizes or args.neo_s3 or args.neo_role:
+            raise ConfigurationError("--example, --shape, --batch-sizes, --neo-*: with --compile")
+        return None
+    if args.allow_uncompiled:
+        raise ConfigurationError("--compile or --allow-uncompiled, not both")
+    return CompileOptions(
+        where=args.compile_where or "auto",
+        example=args.example,
+        shapes=list(args.shape or []),
+        dtypes=list(args.dtype),
+        batch_sizes=args.batch_sizes,
+        image=args.compile_image,
+        neo_s3=args.neo_s3,
+        neo_role=args.neo_role,
+    )
+
+
 def _state_path(args: argparse.Namespace) -> Path:
     from eikit.cloud.state import default_path
 
@@ -120,6 +188,8 @@ def cmd_migrate_endpoint(args: argparse.Namespace) -> int:
             repeat=max(1, args.repeat),
             latency_ms=args.max_latency_ms,
             autoscale=autoscale(args),
+            compile=compile_options(args),
+            allow_uncompiled=args.allow_uncompiled,
         )
         plan = migrate.plan_migration(
             clients, args.endpoint, args.instance_type, args.image, stamp(), opts
