@@ -173,6 +173,10 @@ def test_compile_needs_an_example_and_warns_of_tight_parity(aws: Aws, tmp_path: 
                                            "role": ROLE}  # fmt: skip
     assert [c.operation for c in neo.calls()[:3]] == [
         "get_object", "create_compilation_job", "put_object"]  # fmt: skip
+    push_image(aws, "pytorch-2.13-cpu-py311")
+    cpu = plan(aws, "ml.c5.xlarge", compile=CompileOptions(shapes=["1x4"]))
+    assert "compile" not in cpu.state["steps"]
+    assert any("ml.c5.xlarge is not an Inferentia or Trainium type" in w for w in cpu.warnings)
 
 
 def test_a_non_pytorch_model_is_not_compiled_by_eikit(aws: Aws, example: Path) -> None:

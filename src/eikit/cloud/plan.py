@@ -131,6 +131,11 @@ def plan_migration(
             opts.content_type,
         )
         planner.data = neuron.data_url
+    elif opts.compile or opts.allow_uncompiled:
+        planner.warnings.append(
+            "--compile, --allow-uncompiled: %s is not an Inferentia or Trainium type, "
+            "nothing is compiled" % instance_type
+        )
     sm = clients.sagemaker
     try:
         described = dict(sm.describe_endpoint(EndpointName=endpoint))
