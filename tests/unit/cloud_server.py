@@ -55,9 +55,13 @@ pytest.importorskip("flask", reason="the moto server needs moto[server]")
 from moto.core.responses import BaseResponse  # noqa: E402
 from moto.moto_server.werkzeug_app import (  # noqa: E402
     DomainDispatcherApplication,
-    MotoRequestHandler,
     create_backend_app,
 )
+
+try:  # moto 5.1+; the moto that installs on Python 3.8 (5.0) serves with werkzeug's own
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+except ImportError:  # pragma: no cover - depends on the moto version
+    from werkzeug.serving import WSGIRequestHandler as MotoRequestHandler
 from moto.sagemaker.exceptions import ValidationError  # noqa: E402
 from moto.sagemaker.responses import SageMakerResponse  # noqa: E402
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse  # noqa: E402
@@ -368,7 +372,8 @@ def _describe_endpoint_config(self: Any) -> str:
 
 
 def _invoke_endpoint(self: Any) -> Any:
-    name = self._get_param("EndpointName") or self.uri.split("/endpoints/")[1].split("/")[0]
+    # from the path: moto 5.0 (Python 3.8's) reads _get_param from the body, a sample here
+    name = self.uri.split("/endpoints/")[1].split("/")[0]
     body = self.body if isinstance(self.body, bytes) else self.body.encode()
     answer = STAND_IN.answer(
         name, body, self.headers.get("Content-Type", ""), self.headers.get("Accept")

@@ -3,7 +3,8 @@ run the preflight checks, and say every step and call it will make (``--dry-run`
 
 Nothing here changes the account: the plan is the state file's first content. A plan is a
 list of named steps (``state["steps"]``) with notes and warnings, so a step can be added
-(compiling the model for Neuron, say) without changing how a run, resume or rollback works.
+without changing how a run, resume or rollback works: on Inferentia, ``compile``
+(``eikit.cloud.neuron_plan`` plans it, ``eikit.cloud.compiling`` runs it).
 """
 
 from __future__ import annotations
