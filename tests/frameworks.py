@@ -50,6 +50,20 @@ def save_torch_linear(model_dir: Path) -> None:
     torch.jit.script(layer.eval()).save(str(model_dir / "model.pt"))
 
 
+def torch_linear_archive(folder: Path) -> bytes:
+    """The PyTorch linear model as an EI user's model.tar.gz (model.pt, code/inference.py),
+    built in ``folder``."""
+    from eikit.cloud.package import package_model
+
+    model_dir, code = folder / "model", folder / "code"
+    model_dir.mkdir(parents=True)
+    code.mkdir()
+    save_torch_linear(model_dir)
+    (code / "inference.py").write_text("# the user's script, kept as it is\n")
+    package_model(model_dir, code, folder / "model.tar.gz")
+    return (folder / "model.tar.gz").read_bytes()
+
+
 def mxnet_linear_module(context: Any = None) -> Any:
     """The linear model as an MXNet Module bound for inference with batch size 1."""
     import mxnet as mx

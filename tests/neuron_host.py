@@ -7,10 +7,29 @@ EIKIT_NEURON_SYSFS_ROOT. No Inferentia is involved."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 FAKES = Path(__file__).parent / "pytorch" / "fakes"  # torch_neuron, torch_neuronx stand-ins
+STANDINS = ("torch_neuron", "torch_neuronx", "neuron_standin")
+
+
+def import_standins(monkeypatch: Any) -> Iterator[Any]:
+    """Make the stand-in ``torch_neuron`` / ``torch_neuronx`` importable in this process
+    (fresh, for one test); yields ``neuron_standin``, whose ``calls`` records each trace. A
+    fixture's body: ``yield from import_standins(monkeypatch)``."""
+    for name in list(sys.modules):
+        if name.split(".")[0] in STANDINS:
+            del sys.modules[name]
+    monkeypatch.syspath_prepend(str(FAKES))
+    import neuron_standin
+
+    neuron_standin.calls.clear()
+    yield neuron_standin
+    for name in list(sys.modules):
+        if name.split(".")[0] in STANDINS:
+            del sys.modules[name]
 
 
 def fake_neuron_host(

@@ -22,10 +22,18 @@ import numpy as np
 from eikit.accelerators import distribution_version, module_installed, neuron_device_nodes
 from eikit.errors import ConfigurationError
 from eikit.neuron.facts import generation as generation_facts
-from eikit.neuron.manifest import GRAPHS_DIR, PARITY_FILE, Compiled, InputSpec, graph_path
+from eikit.neuron.manifest import (
+    ATOL,
+    GRAPHS_DIR,
+    PARITY_FILE,
+    RTOL,
+    Compiled,
+    InputSpec,
+    graph_path,
+)
 from eikit_pytorch.compiled import load_compiled
 from eikit_pytorch.loading import find_model_file, import_package, load_torchscript
-from eikit_pytorch.parity import ATOL, RTOL, check_counts, flatten, make_records, run_parity
+from eikit_pytorch.parity import check_counts, flatten, make_records, run_parity
 from eikit_pytorch.tensors import to_inputs
 
 log = logging.getLogger(__name__)

@@ -17,15 +17,10 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Sequence
 import numpy as np
 
 from eikit.errors import ConfigurationError
-from eikit.neuron.manifest import Compiled
+from eikit.neuron.manifest import ATOL, RTOL, Compiled
 
 if TYPE_CHECKING:
     from eikit_pytorch.compiled import CompiledModel
-
-# Neuron's compilers cast fp32 matrix work to bf16 by default, so a compiled model does not
-# answer bit for bit as the original; these bound the difference (eikit compile --rtol/--atol).
-RTOL = 2e-2
-ATOL = 1e-3
 
 
 def make_records(examples: Sequence[np.ndarray], count: int, seed: int = 0) -> List[np.ndarray]:

@@ -12,10 +12,16 @@ the user's step-scaling alarm driving a live policy, and no guardrail alarm left
 
 Kill points: after every changing request, and before the first request of each step (the
 state file differs there; before any other request it is the same as after the one before).
+
+A migration to Inf1 with ``--compile`` (the stand-in ``torch_neuron``, tests/pytorch/fakes,
+in the command's process) is killed while it compiles (its upload held), once its upload was
+made but not heard of, and after it: the archive is compiled again only when it was never
+uploaded, and the compiled one is what the endpoint ends up serving.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +31,8 @@ import pytest
 
 from eikit.cli import main
 from eikit.cloud.state import StateFile
+from tests.frameworks import torch_linear_archive
+from tests.neuron_host import FAKES, import_standins
 from tests.unit.cloud_account import (
     Aws,
     add_scaling,
@@ -35,7 +43,7 @@ from tests.unit.cloud_account import (
     push_image,
     scaling_of,
 )
-from tests.unit.cloud_server import MUTATING, REGISTRY, Hold
+from tests.unit.cloud_server import BUCKET, MUTATING, REGISTRY, Hold
 
 pytestmark = pytest.mark.slow
 
@@ -63,6 +71,26 @@ CHANGES: List[Tuple[str, Optional[str]]] = [
 POINTS = [(n, True) for n in range(1, len(CHANGES) + 1)] + [
     (n, False) for n, (_, starts) in enumerate(CHANGES, 1) if starts
 ]
+INF1 = REGISTRY + ":pytorch-1.13-inf1-py310"
+COMPILED = "s3://%s/flowers/model-inf1.tar.gz" % BUCKET
+# The same to ml.inf1.xlarge with --compile: AWS gives Inf1 no guardrails.
+INF1_CHANGES: List[Tuple[str, Optional[str]]] = [
+    ("PutObject", "compile"),
+    ("CreateModel", "create"),
+    ("CreateEndpointConfig", None),
+    ("DeleteScalingPolicy", "remove-scaling"),
+    ("DeleteScalingPolicy", None),
+    ("DeleteScheduledAction", None),
+    ("DeregisterScalableTarget", None),
+    ("UpdateEndpoint", "update"),
+    ("RegisterScalableTarget", "restore-scaling"),
+    ("PutScalingPolicy", None),
+    ("PutScalingPolicy", None),
+    ("PutScheduledAction", None),
+    ("PutMetricAlarm", None),
+]
+# killed compiling (its upload held), its upload made but unheard of, before the next step
+COMPILE_POINTS = [(1, False), (1, True), (2, False)]
 
 
 @pytest.fixture
@@ -87,14 +115,28 @@ def account(aws: Aws, tmp_path: Path) -> Dict[str, Any]:
     return scaling_of(aws, "flowers")
 
 
-def command(tmp_path: Path) -> List[str]:
-    return [
+def inf1_account(aws: Aws, tmp_path: Path) -> Dict[str, Any]:
+    """The same, its archive a real TorchScript model to compile for Inf1."""
+    before = account(aws, tmp_path)
+    archive = torch_linear_archive(tmp_path / "user")
+    aws.s3.put_object(Bucket=BUCKET, Key="flowers/model.tar.gz", Body=archive)
+    (tmp_path / "samples" / "one.json").write_text("[[1, 2, 3, 4]]")
+    push_image(aws, "pytorch-1.13-inf1-py310")
+    aws.stand_in.fleets[INF1] = echo
+    return before
+
+
+def command(tmp_path: Path, instance_type: str = "ml.c5.xlarge") -> List[str]:
+    words = [
         sys.executable, "-c", "import sys; from eikit.cli import main; sys.exit(main())",
-        "migrate", "endpoint", "flowers", "--instance-type", "ml.c5.xlarge",
+        "migrate", "endpoint", "flowers", "--instance-type", instance_type,
         "--state", str(tmp_path / "state.json"), "--samples", str(tmp_path / "samples"),
         "--baseline", str(tmp_path / "baseline.json"), "--traffic", "canary:50:60",
         "--repeat", "1", "--poll", "0",
     ]  # fmt: skip
+    if instance_type.startswith("ml.inf1."):
+        words += ["--compile", "--in-process", "--rtol", "0.02", "--atol", "0.001"]
+    return words
 
 
 def changes(aws: Aws, since: int) -> List[str]:
@@ -125,21 +167,16 @@ def test_an_uninterrupted_run_makes_these_changes(aws: Aws, tmp_path: Path) -> N
     assert "parity: every answer matches" in done.stdout
 
 
-@pytest.mark.parametrize("follow", ["resume", "rollback"])
-@pytest.mark.parametrize("nth, after", POINTS, ids=["%d-%s" % (n, "after" if a else "before")
-                                                    for n, a in POINTS])  # fmt: skip
-def test_killed_at_every_step(
-    aws: Aws, tmp_path: Path, capsys: Any, nth: int, after: bool, follow: str
-) -> None:
-    before = account(aws, tmp_path)
-    hold = Hold(nth, after)
+def kill_at(aws: Aws, tmp_path: Path, argv: List[str], env: Dict[str, str], hold: Hold,
+            operation: str) -> None:  # fmt: skip
+    """Run ``argv`` until the server holds its ``hold.nth`` change; kill it there."""
     aws.stand_in.hold = hold
     log = (tmp_path / "killed.log").open("w")
-    killed = subprocess.Popen(command(tmp_path), env=aws.env(), stdout=log, stderr=log)
+    killed = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
     try:
         while not hold.reached.wait(0.5):
             assert killed.poll() is None, (tmp_path / "killed.log").read_text()
-        assert hold.operation == CHANGES[nth - 1][0]
+        assert hold.operation == operation
         killed.kill()
         killed.wait(60)
     finally:
@@ -148,6 +185,16 @@ def test_killed_at_every_step(
         hold.release.set()
         aws.stand_in.hold = None
         log.close()
+
+
+@pytest.mark.parametrize("follow", ["resume", "rollback"])
+@pytest.mark.parametrize("nth, after", POINTS, ids=["%d-%s" % (n, "after" if a else "before")
+                                                    for n, a in POINTS])  # fmt: skip
+def test_killed_at_every_step(
+    aws: Aws, tmp_path: Path, capsys: Any, nth: int, after: bool, follow: str
+) -> None:
+    before = account(aws, tmp_path)
+    kill_at(aws, tmp_path, command(tmp_path), aws.env(), Hold(nth, after), CHANGES[nth - 1][0])
     state = tmp_path / "state.json"
     code = main(["migrate", follow, "--state", str(state), "--poll", "0"])
     out = capsys.readouterr()
@@ -163,3 +210,73 @@ def test_killed_at_every_step(
     else:  # the old fleet was gone: AWS refuses the EI config, the endpoint stays
         assert (code, step) == (1, "done"), out
         assert "rollback refused" in out.out
+
+
+# --- with the compile step ------------------------------------------------------------------
+
+
+@pytest.fixture
+def standins(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    pytest.importorskip("torch")
+    yield from import_standins(monkeypatch)
+
+
+def neuron_env(aws: Aws) -> Dict[str, str]:
+    env = aws.env()
+    env["PYTHONPATH"] = os.pathsep.join([str(FAKES), env.get("PYTHONPATH", "")])
+    return env
+
+
+def serving(aws: Aws) -> Any:
+    config = aws.sm.describe_endpoint(EndpointName="flowers")["EndpointConfigName"]
+    variant = aws.sm.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"][0]
+    return aws.sm.describe_model(ModelName=variant["ModelName"])["PrimaryContainer"]
+
+
+def test_an_uninterrupted_run_to_inf1_compiles_then_makes_these_changes(
+    aws: Aws, tmp_path: Path, standins: Any
+) -> None:
+    before = inf1_account(aws, tmp_path)
+    since = len(aws.stand_in.calls)
+    done = subprocess.run(command(tmp_path, "ml.inf1.xlarge"), env=neuron_env(aws),
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert changes(aws, since) == [op for op, _ in INF1_CHANGES]
+    consistent(aws, before)
+    assert serving(aws) == {"Image": INF1, "ModelDataUrl": COMPILED,
+                            "Environment": {"SAGEMAKER_PROGRAM": "inference.py"}}  # fmt: skip
+    assert "uploaded %s (compiled for inf1" % COMPILED in done.stdout
+
+
+@pytest.mark.parametrize("follow", ["resume", "rollback"])
+@pytest.mark.parametrize("nth, after", COMPILE_POINTS, ids=["%d-%s" % (n, "after" if a else
+                         "before") for n, a in COMPILE_POINTS])  # fmt: skip
+def test_killed_around_the_compile_step(
+    aws: Aws, tmp_path: Path, capsys: Any, standins: Any, nth: int, after: bool, follow: str
+) -> None:
+    before = inf1_account(aws, tmp_path)
+    since = len(aws.stand_in.calls)
+    argv = command(tmp_path, "ml.inf1.xlarge")
+    kill_at(aws, tmp_path, argv, neuron_env(aws), Hold(nth, after), INF1_CHANGES[nth - 1][0])
+    uploaded = nth > 1 or after  # the killed run's upload was made
+    state = tmp_path / "state.json"
+    code = main(["migrate", follow, "--state", str(state), "--poll", "0"])
+    out = capsys.readouterr()
+    now = consistent(aws, before)
+    uploads = changes(aws, since).count("PutObject")  # the held one is recorded too
+    if follow == "resume":
+        assert (code, StateFile.load(state).step) == (0, "done"), out
+        assert serving(aws)["ModelDataUrl"] == COMPILED
+        assert "parity: every answer matches" in out.out
+        # compiled again here only when the killed run's archive never reached S3
+        assert len(standins.calls) == (0 if uploaded else 1)
+        assert uploads == (1 if uploaded else 2)
+        if (nth, after) == (1, True):  # uploaded, but the step was not recorded as done
+            assert "%s is compiled for inf1 already (from the same model file): used" % (
+                COMPILED
+            ) in out.out
+    else:  # nothing on the endpoint had changed: back where it was
+        assert (code, StateFile.load(state).step) == (0, "rolled-back"), out
+        assert now["EndpointConfigName"] == "flowers-config"
+        assert standins.calls == [] and uploads == 1
+        assert (COMPILED in out.out) == uploaded  # left in place, and said so

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 import tarfile
 from pathlib import Path
-from typing import Any, Iterator, List
+from typing import Any, List
 
 import numpy as np
 import pytest
@@ -31,9 +30,6 @@ from eikit.settings import Settings
 from eikit_pytorch import PyTorchRuntime
 from eikit_pytorch import compiling as compiling_module
 from eikit_pytorch.session import NeuronSession
-from tests.neuron_host import FAKES
-
-STANDINS = ("torch_neuron", "torch_neuronx", "neuron_standin")
 
 
 class TwoLayers(torch.nn.Module):
@@ -47,21 +43,6 @@ class TwoLayers(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.b(torch.tanh(self.a(x)))
-
-
-@pytest.fixture
-def standins(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name in list(sys.modules):
-        if name.split(".")[0] in STANDINS:
-            del sys.modules[name]
-    monkeypatch.syspath_prepend(str(FAKES))
-    import neuron_standin
-
-    neuron_standin.calls.clear()
-    yield neuron_standin
-    for name in list(sys.modules):
-        if name.split(".")[0] in STANDINS:
-            del sys.modules[name]
 
 
 @pytest.fixture

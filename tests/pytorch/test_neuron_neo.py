@@ -1,23 +1,11 @@
-"""`eikit compile --neo` against moto, with a stand-in where moto stops short.
-
-moto 5 implements CreateCompilationJob, DescribeCompilationJob and StopCompilationJob's
-bookkeeping, but every job is COMPLETED at once, nothing is compiled and nothing is written
-to S3 (its ModelArtifacts is the output prefix). ``NeoStandIn`` is moto's client plus what
-the service does behind it: a job stays INPROGRESS for a few DescribeCompilationJob calls,
-then compiles the uploaded model.pt with the stand-in ``torch_neuron``/``torch_neuronx``
-trace at the DataInputConfig shape and writes ``<name>-<target>.tar.gz`` under the output
-location, or fails with a FailureReason. S3 is moto's.
-
-Not verified against the real service: Neo's output layout (eikit takes the archive's one
-.pt file), its FrameworkVersion rules for ml_inf1/ml_inf2, and whether it accepts
-eikit's input archive as it is.
+"""`eikit compile --neo` against moto, with a stand-in where moto stops short: the
+service behind a CompilationJob (``tests/neuron_neo.py``: moto marks every job COMPLETED at
+once and compiles nothing). S3 is moto's.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import sys
 import tarfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
@@ -33,7 +21,7 @@ from eikit.compile.neo import NeoOptions  # noqa: E402
 from eikit.compile.run import CompileRequest, compile_archive  # noqa: E402
 from eikit.errors import ConfigurationError  # noqa: E402
 from eikit.neuron.manifest import read_manifest  # noqa: E402
-from tests.neuron_host import FAKES  # noqa: E402
+from tests.neuron_neo import NeoService  # noqa: E402
 
 REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
@@ -41,14 +29,12 @@ BUCKET = "models"
 
 
 class NeoStandIn:
-    """moto's SageMaker client; DescribeCompilationJob also plays the compiler."""
+    """moto's SageMaker client; DescribeCompilationJob answers as the service would."""
 
     def __init__(self, client: Any, s3: Any, polls: int = 2) -> None:
         self._client = client
-        self._s3 = s3
-        self.polls = polls
-        self.described: Dict[str, int] = {}
-        self.fail: Dict[str, str] = {}  # job name prefix -> FailureReason
+        self.service = NeoService(s3, polls)
+        self.fail = self.service.fail
         self.stopped: List[str] = []
         self.created: List[Dict[str, Any]] = []
 
@@ -61,55 +47,15 @@ class NeoStandIn:
         return {}
 
     def describe_compilation_job(self, CompilationJobName: str) -> Dict[str, Any]:
-        job = dict(self._client.describe_compilation_job(CompilationJobName=CompilationJobName))
-        seen = self.described[CompilationJobName] = self.described.get(CompilationJobName, 0) + 1
-        if seen <= self.polls:
-            job["CompilationJobStatus"] = "INPROGRESS" if seen > 1 else "STARTING"
-            return job
-        for prefix, reason in self.fail.items():
-            if CompilationJobName.startswith(prefix):
-                job["CompilationJobStatus"] = "FAILED"
-                job["FailureReason"] = reason
-                return job
-        job["ModelArtifacts"] = {"S3ModelArtifacts": self._compile(job)}
-        return job
-
-    def _compile(self, job: Dict[str, Any]) -> str:
-        import torch_neuron
-        import torch_neuronx
-
-        source = job["InputConfig"]["S3Uri"].split("/", 3)
-        raw = self._s3.get_object(Bucket=source[2], Key=source[3])["Body"].read()
-        with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
-            member = tar.extractfile("model.pt")
-            assert member is not None
-            model = torch.jit.load(io.BytesIO(member.read()))
-        shapes = json.loads(job["InputConfig"]["DataInputConfig"])
-        inputs = tuple(torch.randn(*shape) for shape in shapes.values())
-        target = job["OutputConfig"]["TargetDevice"]
-        package = torch_neuron if target == "ml_inf1" else torch_neuronx
-        compiled = io.BytesIO()
-        torch.jit.save(package.trace(model, inputs), compiled)
-        out = io.BytesIO()
-        with tarfile.open(fileobj=out, mode="w:gz") as tar:
-            info = tarfile.TarInfo("compiled/model_neuron.pt")
-            info.size = len(compiled.getvalue())
-            tar.addfile(info, io.BytesIO(compiled.getvalue()))
-        location = job["OutputConfig"]["S3OutputLocation"].split("/", 3)
-        key = location[3].rstrip("/") + "/model-%s.tar.gz" % target
-        self._s3.put_object(Bucket=location[2], Key=key, Body=out.getvalue())
-        return "s3://%s/%s" % (location[2], key)
+        job = self._client.describe_compilation_job(CompilationJobName=CompilationJobName)
+        return self.service.describe(job)
 
 
 @pytest.fixture
-def neo(monkeypatch: pytest.MonkeyPatch) -> Iterator[Tuple[NeoStandIn, Any]]:
+def neo(monkeypatch: pytest.MonkeyPatch, standins: Any) -> Iterator[Tuple[NeoStandIn, Any]]:
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                         "AWS_DEFAULT_REGION": REGION}.items():  # fmt: skip
         monkeypatch.setenv(name, value)
-    for name in list(sys.modules):
-        if name.split(".")[0] in ("torch_neuron", "torch_neuronx", "neuron_standin"):
-            del sys.modules[name]
-    monkeypatch.syspath_prepend(str(FAKES))
     with moto.mock_aws():
         session = boto3.session.Session(region_name=REGION)
         s3 = session.client("s3")

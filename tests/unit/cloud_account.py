@@ -5,11 +5,13 @@ an EI user's endpoint, images, model data, autoscaling and alarms to migrate.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
+import tarfile
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -122,6 +124,46 @@ def moto_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
 
 # --- an EI user's account --------------------------------------------------------------------
 
+WEIGHTS = b"the user's TorchScript model"  # model.pt of the archives made here
+
+
+def model_archive(model: bytes = WEIGHTS, compiled_for: Tuple[str, ...] = ()) -> bytes:
+    """A model.tar.gz as eikit package writes it (entries sorted): model.pt, and an
+    eikit-neuron.json saying it is compiled for ``compiled_for`` (no graphs: nothing here
+    loads them)."""
+    files: Dict[str, bytes] = {"code/inference.py": b"# the user's script\n", "model.pt": model}
+    if compiled_for:
+        manifest = {
+            "format": 1,
+            "framework": "pytorch",
+            "source": "model.pt",
+            "source_sha256": hashlib.sha256(model).hexdigest(),
+            "compiled": {
+                g: {
+                    "generation": g,
+                    "batch_sizes": [1],
+                    "graphs": {"1": "neuron/%s/model-b1.pt" % g},
+                    "inputs": [{"shape": [4], "dtype": "float32"}],
+                    "package": "torch-neuron",
+                    "package_version": "test",
+                    "compiler": "neuron-cc",
+                    "compiler_version": "test",
+                    "framework_version": "test",
+                    "parity": {"checked": True},
+                    "how": "in-process",
+                }
+                for g in compiled_for
+            },
+        }
+        files["eikit-neuron.json"] = json.dumps(manifest).encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name in sorted(files):
+            info = tarfile.TarInfo(name)
+            info.size = len(files[name])
+            tar.addfile(info, io.BytesIO(files[name]))
+    return buffer.getvalue()
+
 
 def push_image(aws: Aws, tag: str, platforms: Optional[List[str]] = None) -> None:
     """An image in moto's ECR under eikit:TAG; ``platforms``: an image index of those."""
@@ -168,6 +210,7 @@ def eia_endpoint(
     capture: bool = True,
     upload: bool = True,
     shadow: bool = False,
+    archive: Optional[bytes] = None,
 ) -> None:
     """An endpoint as an EI user has it: ml.m5.large + ml.eia2.medium (and data capture and a
     KMS key, unless ``capture`` is False: moto then answers ``DataCaptureConfig: {}``)."""
@@ -177,7 +220,8 @@ def eia_endpoint(
         buckets = [b["Name"] for b in aws.s3.list_buckets()["Buckets"]]
         if BUCKET not in buckets:
             aws.s3.create_bucket(Bucket=BUCKET)
-        aws.s3.put_object(Bucket=BUCKET, Key="%s/model.tar.gz" % name, Body=b"model")
+        body = model_archive() if archive is None else archive
+        aws.s3.put_object(Bucket=BUCKET, Key="%s/model.tar.gz" % name, Body=body)
     sm.create_model(
         ModelName="%s-model" % name,
         ExecutionRoleArn=ROLE,

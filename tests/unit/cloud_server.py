@@ -23,6 +23,13 @@ moto's records):
   requests go to the old or the new fleet by the traffic share.
 - ListServiceQuotas for SageMaker (moto has VPC quotas only), from ``quotas``.
 - UpdateNotebookInstance, and the Stopping / Pending / Updating states of notebooks.
+- The instance types an endpoint config takes: moto's list is years old (no ml.inf2.*,
+  ml.trn1.*); here it is botocore's ``ProductionVariantInstanceType``, the service's own.
+- What SageMaker Neo does behind a CompilationJob (moto marks each COMPLETED at once and
+  compiles nothing): ``neo``, a function the test gives (tests/neuron_neo.py's
+  ``NeoService.describe``), sees each DescribeCompilationJob answer and returns the service's.
+
+Requests are recorded by operation, S3's REST calls too (``PutObject``, ``GetObject``...).
 
 ``Hold`` stops the N-th request that changes something (before or after moto applies it)
 until the test has killed the client: the interrupt-at-every-step tests. A test's account,
@@ -48,9 +55,13 @@ pytest.importorskip("flask", reason="the moto server needs moto[server]")
 from moto.core.responses import BaseResponse  # noqa: E402
 from moto.moto_server.werkzeug_app import (  # noqa: E402
     DomainDispatcherApplication,
-    MotoRequestHandler,
     create_backend_app,
 )
+
+try:  # moto 5.1+; the moto that installs on Python 3.8 (5.0) serves with werkzeug's own
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+except ImportError:  # pragma: no cover - depends on the moto version
+    from werkzeug.serving import WSGIRequestHandler as MotoRequestHandler
 from moto.sagemaker.exceptions import ValidationError  # noqa: E402
 from moto.sagemaker.responses import SageMakerResponse  # noqa: E402
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse  # noqa: E402
@@ -121,6 +132,7 @@ class StandIn:
         self.notebook_pending: Dict[str, List[str]] = {}
         self.failures: Dict[str, str] = {}  # endpoint -> FailureReason, Failed at next describe
         self.calls: List[str] = []
+        self.neo: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None
         self.hold: Optional[Hold] = None
         self.routed = itertools.count()
         self.lock = threading.Lock()
@@ -360,7 +372,8 @@ def _describe_endpoint_config(self: Any) -> str:
 
 
 def _invoke_endpoint(self: Any) -> Any:
-    name = self._get_param("EndpointName") or self.uri.split("/endpoints/")[1].split("/")[0]
+    # from the path: moto 5.0 (Python 3.8's) reads _get_param from the body, a sample here
+    name = self.uri.split("/endpoints/")[1].split("/")[0]
     body = self.body if isinstance(self.body, bytes) else self.body.encode()
     answer = STAND_IN.answer(
         name, body, self.headers.get("Content-Type", ""), self.headers.get("Accept")
@@ -390,6 +403,14 @@ def _list_service_quotas(self: Any) -> str:
         for name, value in sorted(STAND_IN.quotas.items())
     ]
     return json.dumps({"Quotas": quotas})
+
+
+def _describe_compilation_job(self: Any) -> str:
+    name = self._get_param("CompilationJobName")
+    described = self.sagemaker_backend.describe_compilation_job(name)
+    if STAND_IN.neo is not None:
+        described = STAND_IN.neo(described)
+    return json.dumps(described, default=_when)
 
 
 def _stop_notebook_instance(self: Any) -> str:
@@ -449,6 +470,7 @@ ADDED = {
         "start_notebook_instance": _start_notebook_instance,
         "update_notebook_instance": _update_notebook_instance,
         "describe_notebook_instance": _describe_notebook_instance,
+        "describe_compilation_job": _describe_compilation_job,
     },
     SageMakerRuntimeResponse: {
         "invoke_endpoint": _invoke_endpoint,
@@ -458,11 +480,27 @@ ADDED = {
 }
 
 
+def _validate_instance_type(self: Any, instance_type: str) -> None:
+    """As the service validates it: botocore's enum, not moto's older copy."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    valid = model.shape_for("ProductionVariantInstanceType").enum
+    if instance_type not in valid:
+        raise _refuse(
+            "Value '%s' at 'instanceType' failed to satisfy constraint: Member must satisfy "
+            "enum value set" % instance_type
+        )
+
+
 def _install() -> None:
+    from moto.sagemaker.models import FakeEndpointConfig
+
     _original["create_endpoint_config"] = SageMakerResponse.create_endpoint_config
     for cls, methods in ADDED.items():
         for name, method in methods.items():
             setattr(cls, name, method)
+    FakeEndpointConfig.validate_instance_type = _validate_instance_type  # type: ignore[method-assign]
 
 
 # --- the server --------------------------------------------------------------------------
@@ -477,7 +515,29 @@ def _operation(environ: Dict[str, Any]) -> str:
         return path.rsplit("/", 1)[-1]
     if path.endswith("/invocations"):
         return "InvokeEndpoint"
-    return "%s %s" % (environ.get("REQUEST_METHOD"), path)
+    method = environ.get("REQUEST_METHOD", "")
+    if "/s3/aws4_request" in environ.get("HTTP_AUTHORIZATION", ""):
+        return _s3_operation(method, path, environ.get("QUERY_STRING", ""))
+    return "%s %s" % (method, path)
+
+
+def _s3_operation(method: str, path: str, query: str) -> str:
+    """S3's REST calls (path style), named as boto3 names them."""
+    if not path.strip("/"):
+        return "ListBuckets"
+    has_key = "/" in path.strip("/")
+    if "uploadId" in query:
+        return {"PUT": "UploadPart", "POST": "CompleteMultipartUpload"}.get(
+            method, "AbortMultipartUpload"
+        )
+    if "uploads" in query:
+        return "CreateMultipartUpload"
+    if not has_key:
+        bucket = {"PUT": "CreateBucket", "DELETE": "DeleteBucket", "HEAD": "HeadBucket"}
+        return bucket.get(method, "ListObjectsV2" if "list-type=2" in query else "ListObjects")
+    return {"PUT": "PutObject", "GET": "GetObject", "HEAD": "HeadObject"}.get(
+        method, "DeleteObject"
+    )
 
 
 def snake(name: str) -> str:

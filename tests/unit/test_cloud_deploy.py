@@ -18,6 +18,7 @@ from tests.unit.cloud_account import Aws, add_scaling, eia_endpoint, moto_aws, s
 from tests.unit.cloud_server import REGISTRY, ROLE
 
 IMAGE = REGISTRY + ":pytorch-2.13-cpu-py311"
+EIA_IMAGE = REGISTRY + ":pytorch-1.5-eia-py38"
 
 
 @pytest.fixture
@@ -140,13 +141,14 @@ def test_instance_types_map_to_targets_and_images() -> None:
 
 
 def test_deploy_creates_model_config_and_endpoint_with_ei(aws: Aws) -> None:
-    code, out = run(aws, request(accelerator_type="ml.eia2.medium", instance_count=2))
+    ei = request(accelerator_type="ml.eia2.medium", instance_count=2, image=EIA_IMAGE)
+    code, out = run(aws, ei)
     assert code == 0, out
     assert "endpoint flowers is InService (config flowers-s1)" in out
     sm = aws.sm
     model = sm.describe_model(ModelName="flowers-s1")
     assert model["PrimaryContainer"] == {
-        "Image": IMAGE,
+        "Image": EIA_IMAGE,
         "ModelDataUrl": "s3://bucket/flowers/model.tar.gz",
         "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"},
     }

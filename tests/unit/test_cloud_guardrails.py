@@ -15,6 +15,7 @@ from tests.unit.cloud_account import (
     Aws,
     add_scaling,
     eia_endpoint,
+    model_archive,
     moto_aws,
     push_image,
     scaling_of,
@@ -213,7 +214,7 @@ def test_an_alarm_during_baking_rolls_back_to_the_old_fleet_without_ei_again(
 
 
 def test_inf1_falls_back_to_all_at_once_and_says_so(aws: Aws, tmp_path: Path) -> None:
-    eia_endpoint(aws)
+    eia_endpoint(aws, archive=model_archive(compiled_for=("inf1",)))
     push_image(aws, "pytorch-1.13-inf1-py310")
     the_plan = plan(aws, "ml.inf1.xlarge")
     assert the_plan.state["guardrails"] is None

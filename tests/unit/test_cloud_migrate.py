@@ -23,6 +23,7 @@ from tests.unit.cloud_account import (
     add_step_scaling,
     dead_alarm_actions,
     eia_endpoint,
+    model_archive,
     moto_aws,
     push_image,
     scaling_of,
@@ -276,16 +277,15 @@ def test_refuses_with_the_build_command_when_the_image_is_missing(aws: Aws) -> N
 
 
 def test_gpu_and_neuron_targets_get_their_images(aws: Aws, tmp_path: Path) -> None:
-    eia_endpoint(aws)
+    eia_endpoint(aws, archive=model_archive(compiled_for=("inf1", "inf2")))
     # ml.inf1.* and ml.inf2.* get different images: torch-neuron (Inf1) and torch-neuronx
+    # (what the plans say of compiling: tests/unit/test_cloud_neuron_migrate.py)
     push_image(aws, "pytorch-1.13-inf1-py310")
     push_image(aws, "pytorch-2.9-inf2-py312")
     plan = migrate.plan_migration(aws.clients, "flowers", "ml.inf1.xlarge", None, "s")
     assert plan.state["models"][0]["PrimaryContainer"]["Image"] == NEURON_IMAGE
     plan = migrate.plan_migration(aws.clients, "flowers", "ml.inf2.xlarge", None, "t")
     assert plan.state["models"][0]["PrimaryContainer"]["Image"] == INF2_IMAGE
-    # (how the model gets compiled is eikit.neuron.advice.migration_notes, which the plan
-    # quotes once issue 13's migration is merged: tests/unit/test_neuron_advice.py)
     with pytest.raises(CloudError, match="pytorch-2.13-gpu-py312"):
         migrate.plan_migration(aws.clients, "flowers", "ml.g4dn.xlarge", None, "s")
 

@@ -180,3 +180,37 @@ def test_a_subprocess_reaches_the_same_server(aws: Aws) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == "InService"
+
+
+def test_endpoint_configs_take_the_services_instance_types(aws: Aws) -> None:
+    """moto's own list has no ml.inf2.* or ml.trn1.*; the service's (botocore's) does."""
+    eia_endpoint(aws)
+    for name, instance_type in (("inf2", "ml.inf2.xlarge"), ("trn1", "ml.trn1.2xlarge")):
+        next_config(aws, name, InstanceType=instance_type)
+    with pytest.raises(ClientError, match="'ml.zz9.large' at 'instanceType'"):
+        next_config(aws, "bad", InstanceType="ml.zz9.large")
+
+
+def test_s3_requests_are_recorded_by_operation(aws: Aws) -> None:
+    since = len(aws.stand_in.calls)
+    aws.s3.create_bucket(Bucket="bucket")
+    aws.s3.put_object(Bucket="bucket", Key="m/model.tar.gz", Body=b"x")
+    aws.s3.head_object(Bucket="bucket", Key="m/model.tar.gz")
+    aws.s3.get_object(Bucket="bucket", Key="m/model.tar.gz")["Body"].read()
+    aws.s3.list_objects_v2(Bucket="bucket")
+    assert aws.stand_in.calls[since:] == [
+        "create_bucket", "put_object", "head_object", "get_object", "list_objects_v2"]  # fmt: skip
+
+
+def test_a_compilation_job_answers_as_the_service_given_to_it(aws: Aws) -> None:
+    request = {"CompilationJobName": "job", "RoleArn": ROLE,
+               "InputConfig": {"S3Uri": "s3://b/in.tar.gz", "DataInputConfig": "{}",
+                               "Framework": "PYTORCH"},
+               "OutputConfig": {"S3OutputLocation": "s3://b/out/", "TargetDevice": "ml_inf1"},
+               "StoppingCondition": {"MaxRuntimeInSeconds": 60}}  # fmt: skip
+    aws.sm.create_compilation_job(**request)
+    job = aws.sm.describe_compilation_job(CompilationJobName="job")
+    assert job["CompilationJobStatus"] == "COMPLETED"  # moto's: at once, nothing compiled
+    aws.stand_in.neo = lambda job: dict(job, CompilationJobStatus="INPROGRESS")
+    job = aws.sm.describe_compilation_job(CompilationJobName="job")
+    assert job["CompilationJobStatus"] == "INPROGRESS"

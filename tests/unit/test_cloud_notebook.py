@@ -8,7 +8,7 @@ from typing import Any, Iterator, List, Optional
 import pytest
 
 from eikit.cli import main
-from eikit.cloud import commands
+from eikit.cloud import cli_common
 from eikit.cloud.aws import CloudError
 from eikit.cloud.notebook import migrate_notebook
 from tests.unit.cloud_account import Aws, moto_aws
@@ -102,8 +102,8 @@ def test_dry_run_and_cli(aws: Aws, monkeypatch: pytest.MonkeyPatch, capsys: Any)
     assert "sagemaker.stop_notebook_instance" in out
     assert '"DisassociateAcceleratorTypes": true' in out
     assert described(aws)["NotebookInstanceStatus"] == "InService"
-    monkeypatch.setattr(commands, "make_clients", lambda args: aws.clients)
-    monkeypatch.setattr(commands, "make_waiter", lambda args: aws.waiter())
+    monkeypatch.setattr(cli_common, "make_clients", lambda args: aws.clients)
+    monkeypatch.setattr(cli_common, "make_waiter", lambda args: aws.waiter())
     argv = ["migrate", "notebook", "lab", "--instance-type", "ml.t3.medium"]
     assert main(argv) == 1
     assert "--stop" in capsys.readouterr().err

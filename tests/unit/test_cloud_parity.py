@@ -24,6 +24,7 @@ from tests.unit.cloud_account import (
     Aws,
     add_scaling,
     eia_endpoint,
+    model_archive,
     moto_aws,
     push_image,
     scaling_of,
@@ -190,7 +191,7 @@ def test_a_mismatch_when_the_old_config_cannot_come_back_exits_with_the_diff(
     aws: Aws, tmp_path: Path
 ) -> None:
     """Inf1: no guardrails, so no baking to catch it; the EI config cannot be redeployed."""
-    eia_endpoint(aws)
+    eia_endpoint(aws, archive=model_archive(compiled_for=("inf1",)))
     push_image(aws, "pytorch-1.13-inf1-py310")
     before = add_scaling(aws, "flowers")
     assert migration(aws, tmp_path, 2.5, "ml.inf1.xlarge") == 1
@@ -205,7 +206,7 @@ def test_a_mismatch_when_the_old_config_cannot_come_back_exits_with_the_diff(
 
 
 def test_a_mismatch_rolls_back_when_the_old_config_can_come_back(aws: Aws, tmp_path: Path) -> None:
-    eia_endpoint(aws)
+    eia_endpoint(aws, archive=model_archive(compiled_for=("inf1",)))
     push_image(aws, "pytorch-1.13-inf1-py310")
     aws.stand_in.backend().endpoint_configs["flowers-config"].production_variants[0].pop(
         "AcceleratorType"

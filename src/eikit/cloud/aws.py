@@ -41,9 +41,15 @@ def describe_error(exc: BaseException) -> str:
 
 
 def is_not_found(exc: BaseException) -> bool:
-    """SageMaker says "Could not find ..." with a ValidationException for a missing resource."""
-    text = describe_error(exc)
-    return "Could not find" in text or "RecordNotFound" in text or "NotFound" in error_code(exc)
+    """SageMaker says "Could not find ..." with a ValidationException for a missing resource;
+    S3's HeadObject answers 404."""
+    text, code = describe_error(exc), error_code(exc)
+    return (
+        "Could not find" in text
+        or "RecordNotFound" in text
+        or "NotFound" in code
+        or code in ("404", "NoSuchKey")
+    )
 
 
 class Clients:

@@ -24,6 +24,8 @@ from eikit.cloud.aws import (
     is_not_found,
     resource_name,
 )
+from eikit.cloud.images import check_target
+from eikit.cloud.neuron_archive import deploy_check
 
 VARIANT = "AllTraffic"  # the variant name the SageMaker SDK gives a single-model endpoint
 EI_TYPES = tuple(
@@ -61,6 +63,7 @@ class DeployRequest:
     instance_count: int = 1
     name: Optional[str] = None  # model and endpoint-config name; default endpoint-STAMP
     autoscale: Optional[Tuple[int, int, float]] = None  # min, max, invocations per instance
+    allow_uncompiled: bool = False  # Inferentia: serve a model not compiled for it on the CPU
 
     def check(self) -> None:
         if not _ENDPOINT.match(self.endpoint):
@@ -88,6 +91,7 @@ class DeployRequest:
             )
         if self.instance_count < 1:
             raise CloudError("--instance-count must be at least 1")
+        check_target(self.image, self.instance_type, ei=bool(self.accelerator_type))
         if self.autoscale and not self.autoscale[0] <= self.instance_count <= self.autoscale[1]:
             raise CloudError(
                 "--instance-count %d is outside --min %d .. --max %d"
@@ -198,6 +202,11 @@ def deploy(
                 )
             )
     calls = plan_deploy(request, current is not None, suffix)
+    if not request.multi_model:
+        for warning in deploy_check(
+            clients, request.model_data, request.instance_type, request.allow_uncompiled
+        ):
+            out.write("warning: %s\n" % warning)
     if dry_run:
         shown = calls + scaling.restore_calls(request.scaling())
         out.write("dry run: %d calls, nothing changed\n" % len(shown))

@@ -7,9 +7,10 @@ longer provisions) has to be made again. eikit adds one alarm of its own, the *s
 which it sets to ALARM itself when the new fleet answers differently (parity) or when
 ``eikit migrate rollback`` is asked for while the update is still under way.
 
-Exclusions (AWS's "Deployment guardrails: exclusions", 2024): Inf1 endpoints and
-Marketplace containers fall back to all-at-once shifting with no baking; canary needs a
-first step of at most 50% of a variant's instances, linear steps of 10-50%.
+Exclusions (AWS's "Deployment guardrails: exclusions"): Inf1 endpoints (the fact and its
+source are ``eikit.neuron.facts.GENERATIONS[...].guardrails``) and Marketplace containers
+fall back to all-at-once shifting with no baking; canary needs a first step of at most 50%
+of a variant's instances, linear steps of 10-50%.
 """
 
 from __future__ import annotations
@@ -20,12 +21,24 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from eikit.cloud.aws import Call, Clients, CloudError
 from eikit.cloud.images import instance_family
+from eikit.neuron.facts import generation_of_family
 
 KINDS = ("all-at-once", "canary", "linear")
 DEFAULT_TRAFFIC = "canary:10:600"
 METRIC_NAMESPACE = "eikit/Migration"
 STOP_METRIC = "StopRequested"
-EXCLUDED_FAMILIES = ("inf1",)
+
+
+def exclusion(family: str) -> Optional[str]:
+    """Why AWS excludes endpoints on ``family`` from deployment guardrails (with the
+    source), None when it does not."""
+    try:
+        generation = generation_of_family(family)
+    except ValueError:  # Trn2/Trn3: refused before a plan gets here
+        return None
+    if generation is None or generation.guardrails:
+        return None
+    return "%s instances [%s]" % (family.capitalize(), generation.guardrails_source.cite())
 
 
 @dataclass(frozen=True)
@@ -74,9 +87,9 @@ def applicable(
     """The traffic shifting AWS will do (None: no guardrails at all), and why it changed."""
     notes: List[str] = []
     families = sorted({instance_family(t) for t in instance_types})
-    excluded = [f for f in families if f in EXCLUDED_FAMILIES]
-    if excluded or marketplace:
-        why = "Inf1 instances" if excluded else "a Marketplace container"
+    why = next((e for e in map(exclusion, families) if e), None)
+    if why or marketplace:
+        why = why or "a Marketplace container"
         notes.append(
             "deployment guardrails: AWS excludes endpoints with %s, so the update shifts all "
             "traffic at once with no baking period and no auto-rollback on alarms; the old "

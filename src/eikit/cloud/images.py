@@ -16,7 +16,7 @@ from typing import Optional, Tuple
 
 from eikit.cloud.aws import CloudError
 from eikit.images import matrix
-from eikit.neuron.facts import generation_of_family
+from eikit.neuron.facts import GENERATIONS, generation_of_family
 
 NEURON_FAMILIES = ("inf1", "inf2", "trn1", "trn1n", "trn2", "trn3")
 GPU_FAMILIES = ("g4dn", "g5", "g6", "g6e", "p2", "p3", "p3dn", "p4d", "p4de", "p5", "p5e")
@@ -132,13 +132,64 @@ def build_command(image: EikitImage, region: Optional[str]) -> str:
     )
 
 
-def image_for(instance_type: str, framework: str, repository: str) -> EikitImage:
-    """The eikit image of ``framework`` that serves on ``instance_type``, in ``repository``
-    (``ACCOUNT.dkr.ecr.REGION.amazonaws.com/eikit``); CloudError for a combination that
-    never existed. For the migration: ``ml.inf1.*`` and ``ml.inf2.*`` get different images."""
-    target = target_for(instance_type)
+def image_for(instance_type: str, framework: str, repository: str, ei: bool = False) -> EikitImage:
+    """The eikit image of ``framework`` that serves on ``instance_type`` (with an EI
+    accelerator when ``ei``), in ``repository`` (``ACCOUNT.dkr.ecr.REGION.amazonaws.com/
+    eikit``); CloudError for a combination that never existed. ``ml.inf1.*`` and
+    ``ml.inf2.*`` get different images."""
+    target = "eia" if ei else target_for(instance_type)
     try:
         tag = matrix.variant(framework, target).tag
     except ValueError as exc:
         raise CloudError(str(exc)) from None
     return EikitImage(repository, framework, target, tag)
+
+
+def framework_of(uri: str) -> Optional[str]:
+    """The framework an image serves: its eikit tag's, else a framework named in the
+    repository (AWS's ``pytorch-inference-eia``), else None."""
+    parsed = parse_image(uri)
+    if parsed is not None:
+        return parsed.framework
+    repository = uri.split("@")[0].rpartition(":")[0] or uri
+    name = repository.rsplit("/", 1)[-1]
+    found = [f for f in matrix.FRAMEWORKS if f in name]
+    return found[0] if len(found) == 1 else None
+
+
+def check_target(uri: str, instance_type: str, ei: bool = False) -> Optional[EikitImage]:
+    """Refuse an eikit image built for another target than ``instance_type`` (with an EI
+    accelerator when ``ei``) runs: an inf2 image on ml.inf1.* (or the reverse) cannot
+    serve, a CPU or GPU image on Inferentia leaves the NeuronCores unused. Returns the
+    parsed image (None: not an eikit tag, nothing to check). The message names the image
+    that fits and how to build it."""
+    parsed = parse_image(uri)
+    if parsed is None:
+        return None
+    try:
+        wanted = "eia" if ei else target_for(instance_type)
+    except CloudError:
+        return parsed  # a family eikit does not know: the user's call
+    if parsed.target == wanted:
+        return parsed
+    where = "%s with an EI accelerator" % instance_type if ei else instance_type
+    try:
+        fits = parsed.with_target(wanted)
+        instead = "use %s (%s)" % (fits.uri, build_command(fits, None))
+    except CloudError as exc:
+        instead = str(exc)
+    raise CloudError(
+        "image %s is built for %s, but %s needs the %s image: %s"
+        % (uri, _describe_target(parsed.target), where, wanted, instead)
+    )
+
+
+def _describe_target(target: str) -> str:
+    generation = GENERATIONS.get(target)
+    if generation is not None:
+        return "%s (%s, NeuronCore %s; it cannot run on another generation)" % (
+            target,
+            generation.package,
+            generation.neuron_core,
+        )
+    return target

@@ -22,6 +22,7 @@ from typing import Any, Dict, List, TextIO
 
 from eikit.cloud import guardrails, parity, scaling
 from eikit.cloud.aws import Call, Clients, CloudError, Waiter, describe_error
+from eikit.cloud.compiling import compile_models
 from eikit.cloud.deploy import failure_text
 from eikit.cloud.plan import Options, Plan, plan_migration, show_plan, update_params
 from eikit.cloud.rollback import Rollback
@@ -75,6 +76,18 @@ class Migration(Runner):
         self.state.advance("done", "migrated")
         self._summary()
         return 0
+
+    def step_compile(self) -> bool:
+        compile_models(
+            self.clients,
+            self.s["compile"],
+            self.waiter,
+            self.timeout,
+            self.say,
+            "`eikit migrate resume --state %s` tries again, `eikit migrate rollback --state %s` "
+            "ends this run" % (self.state.path, self.state.path),
+        )
+        return True
 
     def step_create(self) -> bool:
         sm = self.clients.sagemaker

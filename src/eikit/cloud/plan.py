@@ -3,7 +3,8 @@ run the preflight checks, and say every step and call it will make (``--dry-run`
 
 Nothing here changes the account: the plan is the state file's first content. A plan is a
 list of named steps (``state["steps"]``) with notes and warnings, so a step can be added
-(compiling the model for Neuron, say) without changing how a run, resume or rollback works.
+without changing how a run, resume or rollback works: on Inferentia, ``compile``
+(``eikit.cloud.neuron_plan`` plans it, ``eikit.cloud.compiling`` runs it).
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from typing import Any, Dict, List, Optional, TextIO, Tuple
 
 from eikit.cloud import guardrails, preflight, scaling
 from eikit.cloud.aws import Call, Clients, CloudError, describe_error, resource_name
+from eikit.cloud.compiling import compile_calls
+from eikit.cloud.neuron_plan import CompileOptions, NeuronPlan
 from eikit.cloud.variants import Planner, is_set
+from eikit.neuron.facts import GENERATIONS
+from eikit.neuron.manifest import ATOL, RTOL
 
 CONFIG_KEYS = (  # CreateEndpointConfig parameters copied from the old config when set
     "DataCaptureConfig",
@@ -43,6 +48,8 @@ class Options:
     repeat: int = 3
     latency_ms: Optional[float] = None
     autoscale: Optional[Tuple[int, int, float]] = None  # min, max, invocations per instance
+    compile: Optional[CompileOptions] = None  # --compile: a Neuron target's uncompiled models
+    allow_uncompiled: bool = False  # serve an uncompiled model on a Neuron type's CPU
 
 
 @dataclass
@@ -58,7 +65,9 @@ class Plan:
         s = self.state
         calls: List[Call] = []
         for step in s["steps"]:
-            if step == "create":
+            if step == "compile":
+                calls += compile_calls(s["compile"])
+            elif step == "create":
                 calls += [
                     Call("sagemaker", "create_model", m, "image for %s" % s["target"])
                     for m in s["models"]
@@ -110,6 +119,24 @@ def plan_migration(
     if image:
         opts.image = image
     planner = Planner(clients, endpoint, instance_type, suffix, opts.image)
+    neuron = None
+    if planner.target in GENERATIONS:
+        neuron = NeuronPlan(
+            clients,
+            endpoint,
+            instance_type,
+            planner.target,
+            opts.compile,
+            opts.allow_uncompiled,
+            opts.samples,
+            opts.content_type,
+        )
+        planner.data = neuron.data_url
+    elif opts.compile or opts.allow_uncompiled:
+        planner.warnings.append(
+            "--compile, --allow-uncompiled: %s is not an Inferentia or Trainium type, "
+            "nothing is compiled" % instance_type
+        )
     sm = clients.sagemaker
     try:
         described = dict(sm.describe_endpoint(EndpointName=endpoint))
@@ -160,11 +187,6 @@ def plan_migration(
         planner.variant(old, old.get("InitialInstanceCount") or 1)
         for old in config.get("ShadowProductionVariants") or []
     ]
-    if planner.target == "neuron":
-        planner.notes.append(
-            "inf1/inf2: the model must be compiled for Neuron (torch-neuron / torch-neuronx); "
-            "an uncompiled model falls back to the instance's CPU"
-        )
     new_config = resource_name(old_config, suffix)
     create_config: Dict[str, Any] = {
         "EndpointConfigName": new_config,
@@ -193,9 +215,10 @@ def plan_migration(
         "old_variants": config["ProductionVariants"],
     }
     plan = Plan(state, planner.notes, planner.warnings)
+    state["compile"] = _neuron(plan, neuron, opts)
     _guardrails(plan, variants, planner.models, opts)
     _parity(plan, opts)
-    _preflight(clients, plan, planner.images)
+    _preflight(clients, plan, planner.images, neuron.findings if neuron else [])
     state["steps"] = _steps(state)
     return plan
 
@@ -276,9 +299,28 @@ def _parity(plan: Plan, opts: Options) -> None:
     )
 
 
-def _preflight(clients: Clients, plan: Plan, images: List[str]) -> None:
+def _neuron(plan: Plan, neuron: Optional[NeuronPlan], opts: Options) -> Optional[Dict[str, Any]]:
+    """A Neuron target: what the plan found of each archive, and the compile step's job."""
+    if neuron is None:
+        return None
+    compiling = None if neuron.findings else neuron.state()
+    plan.notes += neuron.notes
+    plan.warnings += neuron.warnings
+    if opts.samples and (opts.rtol < RTOL or opts.atol < ATOL):
+        plan.warnings.append(
+            "parity: --rtol %g --atol %g are tighter than a compiled model answers on "
+            "NeuronCores (fp32 matrix work runs in bf16; eikit compile checks at --rtol %g "
+            "--atol %g): pass those, or the new fleet will likely be found to differ"
+            % (opts.rtol, opts.atol, RTOL, ATOL)
+        )
+    return compiling
+
+
+def _preflight(
+    clients: Clients, plan: Plan, images: List[str], more: List[preflight.Finding]
+) -> None:
     s = plan.state
-    found = preflight.check(clients, s, images)
+    found = preflight.check(clients, s, images) + more
     s["old_redeployable"] = preflight.redeployable(s["old_variants"])
     plan.warnings += [f.show() for f in found if not f.fatal]
     fatal = [f for f in found if f.fatal]
@@ -290,7 +332,8 @@ def _preflight(clients: Clients, plan: Plan, images: List[str]) -> None:
 
 
 def _steps(s: Dict[str, Any]) -> List[str]:
-    steps = ["create"]
+    steps = ["compile"] if s.get("compile") else []
+    steps.append("create")
     if s["parity"]:
         steps.append("baseline")
     if s["guardrails"]:

@@ -280,8 +280,12 @@ def check(clients: Clients, state: Dict[str, Any], images: List[str]) -> List[Fi
     found: List[Finding] = []
     for uri in sorted(set(images)):
         found += image(clients, uri, state["instance_type"])
+    compiled = {j["target"]: j["source"] for j in (state.get("compile") or {}).get("jobs", [])}
     for model in state["models"]:
-        found += model_data(clients, model["PrimaryContainer"], model.get("ExecutionRoleArn", ""))
+        container = dict(model["PrimaryContainer"])
+        if container.get("ModelDataUrl") in compiled:  # written by the compile step: its source
+            container["ModelDataUrl"] = compiled[container["ModelDataUrl"]]
+        found += model_data(clients, container, model.get("ExecutionRoleArn", ""))
     found += quotas(clients, fleet_sizes(state))
     found += variants(state["config"], state["instance_type"])
     return found + old_config(state["old_variants"])

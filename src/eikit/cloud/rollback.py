@@ -12,12 +12,14 @@ can be run again.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+import functools
+from typing import Any, Dict, List, Optional
 
 from eikit.cloud import guardrails, scaling
 from eikit.cloud.aws import Call, CloudError, describe_error
 from eikit.cloud.deploy import failure_text
-from eikit.cloud.runner import SETTLED, Runner
+from eikit.cloud.runner import SETTLED, Runner, exists
+from eikit.compile.neo import split_s3
 
 
 class Rollback(Runner):
@@ -57,12 +59,34 @@ class Rollback(Runner):
         self.remove_guardrails()
         s.pop("rollback_scaling", None)
         self.state.advance("rolled-back", "InService on the old config, autoscaling restored")
-        left = [m["ModelName"] for m in s["models"]] + [s["new_config"]]
+        left = self._left()
         self.say(
-            "rolled back: endpoint %s is InService on %s with its autoscaling. Left in place "
-            "for inspection: %s" % (s["endpoint"], s["old_config"], ", ".join(left))
+            "rolled back: endpoint %s is InService on %s with its autoscaling.%s"
+            % (
+                s["endpoint"],
+                s["old_config"],
+                " Left in place for inspection: %s" % ", ".join(left) if left else "",
+            )
         )
         return 0
+
+    def _left(self) -> List[str]:
+        """What the run made that is kept: new models, config, compiled archives."""
+        s, sm = self.s, self.clients.sagemaker
+        left = [
+            m["ModelName"]
+            for m in s["models"]
+            if exists(functools.partial(sm.describe_model, ModelName=m["ModelName"]))
+        ]
+        if exists(
+            functools.partial(sm.describe_endpoint_config, EndpointConfigName=s["new_config"])
+        ):
+            left.append(s["new_config"])
+        for job in (s.get("compile") or {}).get("jobs", []):
+            bucket, key = split_s3(job["target"])
+            if exists(functools.partial(self.clients.s3.head_object, Bucket=bucket, Key=key)):
+                left.append(job["target"])
+        return left
 
     def _update_back(self, answer: Dict[str, Any]) -> bool:
         """UpdateEndpoint to the old config, its autoscaling recorded first; False refused."""

@@ -8,8 +8,7 @@ lost shell, a timeout, a killed process) is finished (``eikit migrate resume``) 
 a step that was under way is simply made again.
 
 A plan lists the steps of ``FORWARD`` it makes; ``completed`` holds those done. A new step
-(compiling the model for Neuron, say) is a name here, a ``step_NAME`` method of
-``Migration`` and a place in ``plan._steps``.
+is a name here, a ``step_NAME`` method of ``Migration`` and a place in ``plan._steps``.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from eikit.cloud.aws import CloudError
 
 VERSION = 2
 FORWARD = (  # the steps a plan may hold, in order (a plan lists the ones it makes)
+    "compile",  # model archives compiled for Neuron, uploaded beside the old ones (--compile)
     "create",  # new models and endpoint config
     "baseline",  # the old endpoint's answers recorded (with --samples)
     "guardrails",  # the auto-rollback alarms made

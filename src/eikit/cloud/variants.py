@@ -7,10 +7,10 @@ image already does). Only settings that are set are copied: moto and LocalStack 
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from eikit.cloud.aws import Clients, CloudError, resource_name
-from eikit.cloud.images import instance_family, parse_image, target_for
+from eikit.cloud.images import check_target, instance_family, parse_image, target_for
 
 MODEL_KEYS = ("ExecutionRoleArn", "VpcConfig", "EnableNetworkIsolation")
 CONTAINER_KEYS = (
@@ -34,9 +34,16 @@ def is_set(value: Any) -> bool:
     return value not in (None, {}, [], "")
 
 
-def _new_image(current: str, target: str, image: Optional[str]) -> Optional[str]:
+# (the old model, its container, the image it will have) -> the archive it uses instead
+DataHook = Callable[[Dict[str, Any], Dict[str, Any], str], Optional[str]]
+
+
+def _new_image(
+    current: str, target: str, image: Optional[str], instance_type: str
+) -> Optional[str]:
     """The image the model needs on ``target`` (None: keep ``current``), or refuse."""
     if image:
+        check_target(image, instance_type)
         return image if image != current else None
     parsed = parse_image(current)
     if parsed is None:
@@ -61,6 +68,7 @@ class Planner:
         self.suffix = suffix
         self.image = image
         self.target = target_for(instance_type)
+        self.data: Optional[DataHook] = None  # a Neuron target: the compiled archive
         self.notes: List[str] = []
         self.warnings: List[str] = []
         self.models: List[Dict[str, Any]] = []
@@ -102,22 +110,29 @@ class Planner:
             self.notes.append(
                 "model %s: %d containers, kept as it is" % (model_name, len(containers))
             )
+            if self.data is not None:
+                self.warnings.append(
+                    "model %s: an inference pipeline: eikit does not check whether its "
+                    "archives are compiled for %s" % (model_name, self.target)
+                )
             return model_name
         current = containers[0]["Image"]
-        new_image = _new_image(current, self.target, self.image)
-        if new_image is None:
+        new_image = _new_image(current, self.target, self.image, self.instance_type)
+        self.images.append(new_image or current)
+        new_data = self.data(described, containers[0], new_image or current) if self.data else None
+        if new_image is None and new_data is None:
             self.notes.append(
                 "model %s: image %s kept (it serves on %s)" % (model_name, current, self.target)
             )
-            self.images.append(current)
             return model_name
-        self.images.append(new_image)
         container = {
             k: copy.deepcopy(v)
             for k, v in containers[0].items()
             if k in CONTAINER_KEYS and is_set(v)
         }
-        container["Image"] = new_image
+        container["Image"] = new_image or current
+        if new_data is not None:
+            container["ModelDataUrl"] = new_data
         new_name = resource_name(model_name, self.suffix)
         create: Dict[str, Any] = {"ModelName": new_name, "PrimaryContainer": container}
         for key in MODEL_KEYS:
@@ -125,7 +140,13 @@ class Planner:
                 create[key] = copy.deepcopy(described[key])
         self.models.append(create)
         self.notes.append(
-            "model %s: new model %s with image %s (was %s)"
-            % (model_name, new_name, new_image, current)
+            "model %s: new model %s with image %s (%s)%s"
+            % (
+                model_name,
+                new_name,
+                container["Image"],
+                "was %s" % current if new_image else "kept",
+                ", model data %s" % new_data if new_data else "",
+            )
         )
         return new_name

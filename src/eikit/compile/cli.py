@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from eikit.compile.run import CompileRequest
 
 
-def _sizes(text: str) -> List[int]:
+def batch_sizes_arg(text: str) -> List[int]:
     try:
         values = sorted({int(v) for v in text.split(",") if v.strip()})
     except ValueError:
@@ -56,7 +56,7 @@ def register(subparsers: Any) -> None:
     )
     cmp.add_argument(
         "--batch-sizes",
-        type=_sizes,
+        type=batch_sizes_arg,
         help="compile one graph per size, e.g. 1,4,8 (default: the example's batch)",
     )
     cmp.add_argument("--output", "-o", help="default: <model>-<generation>.tar.gz beside it")

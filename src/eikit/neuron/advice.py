@@ -107,38 +107,60 @@ def target_advice(instance_type: str, framework: str) -> Optional[TargetAdvice]:
     return advice
 
 
-def migration_notes(
-    instance_type: str, framework: str, compiled_for: Optional[Sequence[str]]
-) -> List[str]:
-    """The plan's lines for moving a model of ``framework`` to ``instance_type``;
-    ``compiled_for``: the generations the model archive is compiled for (its manifest),
-    None when unknown. Empty for a non-Neuron type."""
+def target_notes(instance_type: str, framework: str) -> List[str]:
+    """The plan's lines for serving ``framework`` on ``instance_type``: the generation and
+    its image, and the caution of a frozen or archived stack (or why it is a dead end).
+    Empty for a non-Neuron type. Deployment guardrails are the plan's own note."""
     advice = target_advice(instance_type, framework)
     if advice is None:
         return []
     if advice.dead_end:
         return ["%s: %s" % (instance_type, advice.dead_end)]
     notes = [
-        "%s is %s (NeuronCore %s): image %s" % (
-            instance_type, advice.generation, advice.neuron_core, advice.image_tag
+        "%s is %s (NeuronCore %s): image %s; the model runs on the NeuronCores only once it "
+        "is compiled for %s (%s / %s)" % (
+            instance_type, advice.generation, advice.neuron_core, advice.image_tag,
+            advice.generation, GENERATIONS[advice.generation].package,
+            GENERATIONS[advice.generation].compiler,
         )
     ]  # fmt: skip
+    if advice.caution:
+        notes.append(advice.caution)
+    return notes
+
+
+def how_to_compile(generation: str, model: str = "model.tar.gz") -> str:
+    """The ways to compile a model archive for ``generation``, as one line."""
+    return "eikit migrate ... --compile (locally, or --neo: SageMaker Neo, target %s), or %s" % (
+        NEO_TARGETS[generation],
+        compile_command(model, generation),
+    )
+
+
+def migration_notes(
+    instance_type: str, framework: str, compiled_for: Optional[Sequence[str]]
+) -> List[str]:
+    """The lines for moving a model of ``framework`` to ``instance_type``; ``compiled_for``:
+    the generations the model archive is compiled for (its manifest), None when unknown.
+    Empty for a non-Neuron type."""
+    notes = target_notes(instance_type, framework)
+    advice = target_advice(instance_type, framework)
+    if advice is None or advice.dead_end:
+        return notes
     gen = GENERATIONS[advice.generation]
     if compiled_for is not None and advice.generation in compiled_for:
-        notes.append("the model archive is compiled for %s (eikit-neuron.json)" % gen.name)
+        notes.insert(1, "the model archive is compiled for %s (eikit-neuron.json)" % gen.name)
     else:
         what = (
             "compiled for %s only" % ", ".join(compiled_for)
             if compiled_for
             else "not compiled for Neuron"
         )
-        notes.append(
-            "the model archive is %s: on %s it would run on the CPU. Compile it: eikit migrate "
-            "... --compile (locally, or --neo), or %s"
-            % (what, instance_type, compile_command("model.tar.gz", gen.name))
+        notes.insert(
+            1,
+            "the model archive is %s: on %s it would run on the CPU. Compile it: %s"
+            % (what, instance_type, how_to_compile(gen.name)),
         )
-    if advice.caution:
-        notes.append(advice.caution)
     if advice.guardrails:
         notes.append(advice.guardrails)
     return notes

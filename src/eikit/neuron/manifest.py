@@ -27,6 +27,11 @@ MANIFEST_NAME = "eikit-neuron.json"
 FORMAT = 1
 GRAPHS_DIR = "neuron"  # neuron/<generation>/model-b<N>.pt
 PARITY_FILE = "parity.npz"  # neuron/<generation>/parity.npz: example inputs, expected outputs
+# Neuron's compilers cast fp32 matrix work to bf16 by default, so a compiled model does not
+# answer bit for bit as the original; these bound the difference (eikit compile --rtol/--atol,
+# and what a migration's parity check should allow).
+RTOL = 2e-2
+ATOL = 1e-3
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,7 @@ class Manifest:
         )
 
 
-def _parse(text: str, where: str) -> Manifest:
+def parse_manifest(text: str, where: str) -> Manifest:
     try:
         return Manifest.from_dict(json.loads(text))
     except (ValueError, KeyError, TypeError) as exc:
@@ -155,7 +160,7 @@ def read_manifest(model_dir: Path) -> Optional[Manifest]:
     path = Path(model_dir) / MANIFEST_NAME
     if not path.is_file():
         return None
-    return _parse(path.read_text(encoding="utf-8"), str(path))
+    return parse_manifest(path.read_text(encoding="utf-8"), str(path))
 
 
 def read_archive_manifest(archive: Path) -> Optional[Manifest]:
@@ -167,7 +172,9 @@ def read_archive_manifest(archive: Path) -> Optional[Manifest]:
                     handle = tar.extractfile(member)
                     if handle is None:
                         return None
-                    return _parse(handle.read().decode("utf-8"), "%s:%s" % (archive, member.name))
+                    return parse_manifest(
+                        handle.read().decode("utf-8"), "%s:%s" % (archive, member.name)
+                    )
     except (OSError, tarfile.TarError, EOFError) as exc:
         raise ConfigurationError("cannot read %s: %s" % (archive, exc)) from exc
     return None
