@@ -237,3 +237,53 @@ def test_a_second_signal_kills_a_server_that_is_draining(gated: ModelTree, tmp_p
     assert code == -signal.SIGKILL, (phases, log_path.read_text())
     assert any("stop signal again: killing eikit serve" in phase for phase in phases), phases
     assert answers and answers[0] != 200, answers
+
+
+@pytest.mark.parametrize("sigint", INHERITED)
+def test_a_second_ctrl_c_stops_eikit_local_while_it_drains(
+    gated: ModelTree, tmp_path: Path, sigint: str
+) -> None:
+    """eikit local (a process, not a container): the first Ctrl-C drains a request held in
+    predict_fn for up to --stop-timeout; the second stops the server at once."""
+    port = free_port()
+    command = Command.eikit(
+        "local", "--model-dir", str(gated.model_dir), "--port", str(port), "--stop-timeout",
+        "600",
+        sigint=sigint,
+        env={
+            "XDG_CACHE_HOME": str(tmp_path / "cache"),
+            "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+            "SAGEMAKER_MODEL_SERVER_TIMEOUT": "600",
+        },
+    )  # fmt: skip
+    answers: List[Any] = []
+
+    def held() -> None:
+        try:
+            answers.append(
+                requests.post(
+                    "http://127.0.0.1:%d/invocations" % port,
+                    data=b"[[1.0, 2.0, 3.0, 4.0]]",
+                    headers={"Content-Type": "application/json"},
+                    timeout=600,
+                ).status_code
+            )
+        except requests.RequestException as exc:
+            answers.append(exc)
+
+    client = threading.Thread(target=held, name="test-held-request")
+    try:
+        if wait_for_ping("http://127.0.0.1:%d" % port, time.monotonic() + 180) != 200:
+            command.fail("eikit local never answered /ping 200")
+        client.start()
+        command.wait_for("predict_fn: waiting")
+        command.signal(signal.SIGINT)
+        command.wait_for("signal 2: draining")
+        command.signal(signal.SIGINT)
+        command.wait()
+    finally:
+        (gated.base / "gate").touch()
+        command.close()
+        if client.ident is not None:
+            client.join(60)
+    assert answers and answers[0] != 200, (answers, command.output())
