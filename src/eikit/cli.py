@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional
 
 from pydantic import ValidationError
 
-from eikit import __version__
+from eikit import __version__, interrupts
 from eikit.errors import ConfigurationError
 from eikit.neuron.status import neuron_status, status_lines
 from eikit.settings import ACCELERATOR_CHOICES, Settings, load_settings
@@ -69,6 +69,12 @@ def _cache_root() -> Path:
 def cmd_local(args: argparse.Namespace) -> int:
     from eikit.local import layout_model_tree
 
+    if args.cleanup:
+        from eikit.images.leftovers import cleanup_command
+
+        return cleanup_command(_say)
+    if not args.model_dir:
+        raise ConfigurationError("--model-dir is required (or --cleanup)")
     model = Path(args.model_dir)
     code = Path(args.code_dir) if args.code_dir else None
     if not model.exists():
@@ -87,6 +93,7 @@ def cmd_local(args: argparse.Namespace) -> int:
             code,
             env=_settings(**_server_overrides(args)).to_env(),
             port=args.port or 8080,
+            stop_timeout=_container_stop_timeout(args),
         )
     key = hashlib.sha256(("%s|%s" % (model.resolve(), code and code.resolve())).encode())
     work = Path(args.work_dir) if args.work_dir else _cache_root() / key.hexdigest()[:12]
@@ -96,7 +103,20 @@ def cmd_local(args: argparse.Namespace) -> int:
 
     overrides = _server_overrides(args)
     overrides["host"] = args.host or "127.0.0.1"
+    if args.stop_timeout is not None:
+        overrides["graceful_timeout"] = args.stop_timeout
     return serve(_settings(base_dir=base, **overrides))
+
+
+def _say(line: str) -> None:
+    sys.stderr.write("eikit: %s\n" % line)
+    sys.stderr.flush()
+
+
+def _container_stop_timeout(args: argparse.Namespace) -> float:
+    from eikit.images.container import STOP_TIMEOUT_S
+
+    return float(STOP_TIMEOUT_S if args.stop_timeout is None else args.stop_timeout)
 
 
 def _local_multi_model(args: argparse.Namespace, source: Path) -> int:
@@ -119,6 +139,8 @@ def _local_multi_model(args: argparse.Namespace, source: Path) -> int:
     models = collect_models(source, work)
     overrides = _server_overrides(args)
     overrides["multi_model"] = True
+    if args.stop_timeout is not None:
+        overrides["graceful_timeout"] = args.stop_timeout
 
     def load(url: str) -> None:
         failed = load_all(ModelsClient(url), urls, to_stderr)
@@ -139,6 +161,7 @@ def _local_multi_model(args: argparse.Namespace, source: Path) -> int:
             port=args.port or 8080,
             mounts=mounts,
             on_ready=load,
+            stop_timeout=_container_stop_timeout(args),
         )
     from eikit.local import wait_for_ping
     from eikit.server.run import serve
@@ -263,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     local = sub.add_parser("local", help="serve a model folder (or model.tar.gz) locally")
-    local.add_argument("--model-dir", required=True, help="model files, or a model.tar.gz")
+    local.add_argument("--model-dir", help="model files, or a model.tar.gz (required)")
     local.add_argument("--code-dir", help="folder with the inference script (becomes model/code)")
     local.add_argument("--image", help="run this image as SageMaker would, instead of a process")
     local.add_argument(
@@ -276,6 +299,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--work-dir",
         help="where the SageMaker tree is laid out: a new or empty folder, or one eikit made "
         "(default: a cache folder)",
+    )
+    local.add_argument(
+        "--stop-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="how long the first Ctrl-C (or SIGTERM) lets in-flight requests finish before "
+        "the server is killed; a second Ctrl-C kills it at once (default: 30 with --image, "
+        "else EIKIT_GRACEFUL_TIMEOUT)",
+    )
+    local.add_argument(
+        "--cleanup",
+        action="store_true",
+        help="remove the containers eikit local --image started whose eikit process has "
+        "ended, say what was removed, and exit",
     )
     _add_server_options(local)
     local.set_defaults(func=cmd_local)
@@ -333,16 +370,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StopPhases(logging.Handler):
+    """Stop phases (``eikit.stopping``) as ``eikit: ...`` lines on standard error, once
+    the user asked to stop (``interrupts.ShowOnceInterrupted``)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.setFormatter(logging.Formatter("eikit: %(message)s"))
+        self.addFilter(interrupts.ShowOnceInterrupted())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    phases = interrupts.stop_log
+    handler, level, propagate = _StopPhases(), phases.level, phases.propagate
+    phases.addHandler(handler)
+    phases.setLevel(logging.INFO)
+    phases.propagate = False
     try:
-        return int(args.func(args) or 0)
+        # Ctrl-C and SIGTERM stop the command even where SIGINT was inherited ignored
+        # (a background job of a script); a second one during the stop kills.
+        with interrupts.stop_signals():
+            return int(args.func(args) or 0)
     except ConfigurationError as exc:
         sys.stderr.write("eikit: error: %s\n" % exc)
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        phases.removeHandler(handler)
+        phases.setLevel(level)
+        phases.propagate = propagate
 
 
 def serve_main() -> int:

@@ -8,6 +8,7 @@ out there, never a user's files.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import logging
 import os
@@ -16,16 +17,21 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Callable, Dict, Iterable, Optional
 
+from eikit import interrupts
 from eikit.archive import extract_archive
 from eikit.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
+
+KILL_WAIT_S = 10.0  # for the exit after SIGKILL
+PR_SET_PDEATHSIG = 1
 
 
 def _archive_cache(archive: Path, work_dir: Path) -> Path:
@@ -176,8 +182,36 @@ def wait_for_ping(url: str, deadline: float, process: Optional[subprocess.Popen]
     return status
 
 
+def die_with_this_process() -> Optional[Callable[[], None]]:
+    """A ``preexec_fn`` that makes a child get SIGTERM when this process dies, SIGKILL
+    included (Linux's PR_SET_PDEATHSIG); None where that is not available.
+
+    Only from the main thread: the kernel signals the child when the *thread* that started
+    it ends, and the main thread ends with the process."""
+    if not sys.platform.startswith("linux"):
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child only calls
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        if os.getppid() != parent:  # this process died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
 class ServerProcess:
-    """``eikit serve`` as a child process on a loopback port, as SageMaker would run it."""
+    """``eikit serve`` as a child process on a loopback port, as SageMaker would run it.
+
+    The child dies with this process (``die_with_this_process``); ``stop`` is bounded and
+    logs each phase to ``eikit.stopping``.
+    """
 
     def __init__(
         self,
@@ -208,6 +242,7 @@ class ServerProcess:
             env=self.env,
             stdout=stdout,
             stderr=subprocess.STDOUT if stdout is not None else None,
+            preexec_fn=die_with_this_process(),
         )
         return self
 
@@ -216,17 +251,49 @@ class ServerProcess:
         return wait_for_ping(self.url, time.monotonic() + timeout, self.process)
 
     def stop(self, timeout: float = 30.0) -> Optional[int]:
-        """SIGTERM, wait, then SIGKILL; returns the exit code."""
-        if self.process is None:
+        """SIGTERM, wait up to ``timeout`` s (cut short by a stop signal meanwhile, see
+        ``eikit.interrupts``), then SIGKILL; returns the exit code."""
+        process = self.process
+        if process is None:
             return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+        if process.poll() is None:
+            with interrupts.stopping():
+                self._terminate(process, timeout)
+        return process.returncode
+
+    def _terminate(self, process: subprocess.Popen, timeout: float) -> None:
+        began = time.monotonic()
+        interrupts.say(
+            "stopping eikit serve (pid %d): SIGTERM sent, up to %.0f s to drain%s"
+            % (process.pid, timeout, " (Ctrl-C again kills it)" if interrupts.handled() else "")
+        )
+        process.send_signal(signal.SIGTERM)
+        while time.monotonic() - began < timeout and not interrupts.kill_requested():
             try:
-                self.process.wait(timeout)
+                process.wait(0.1)
+                break
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+                continue
+        if process.poll() is None:
+            interrupts.say(
+                "%s: killing eikit serve (pid %d)"
+                % (
+                    "stop signal again"
+                    if interrupts.kill_requested()
+                    else "still running after %.0f s" % (time.monotonic() - began),
+                    process.pid,
+                )
+            )
+            process.kill()
+            try:
+                process.wait(KILL_WAIT_S)
+            except subprocess.TimeoutExpired:
+                interrupts.say("eikit serve (pid %d) has not exited after SIGKILL" % process.pid)
+                return
+        interrupts.say(
+            "eikit serve (pid %d) exited with code %s after %.1f s"
+            % (process.pid, process.returncode, time.monotonic() - began)
+        )
 
     def __enter__(self) -> ServerProcess:
         return self.start()

@@ -175,3 +175,51 @@ def oom_killed_since(before: Dict[str, int], after: Dict[str, int]) -> Optional[
         if name in before and count > before[name]:
             return name
     return None
+
+
+def start_time(pid: int) -> Optional[float]:
+    """When ``pid`` started (seconds since the epoch, to the kernel's clock tick), None when
+    unknown (no /proc, no such process). With the pid it names one process for good: a
+    reused pid has another start time."""
+    try:
+        with open("/proc/%d/stat" % pid) as stat:
+            ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat") as machine:
+            boot = next(int(line.split()[1]) for line in machine if line.startswith("btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return boot + ticks / float(os.sysconf("SC_CLK_TCK"))
+
+
+def alive(pid: int) -> bool:
+    """``pid`` runs (a zombie, which has ended but not been waited for, does not)."""
+    try:
+        with open("/proc/%d/stat" % pid) as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def catches(pid: int, signum: int) -> Optional[bool]:
+    """Whether ``pid`` has a handler installed for ``signum`` (``SigCgt`` in /proc); None
+    when this host cannot tell (no /proc, no such process here)."""
+    mask = _hex_field("/proc/%d/status" % pid, "SigCgt")
+    return None if mask is None else bool(mask >> (signum - 1) & 1)
+
+
+def _hex_field(path: str, field: str) -> Optional[int]:
+    try:
+        with open(path) as lines:
+            for line in lines:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

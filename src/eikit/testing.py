@@ -24,6 +24,10 @@ is up, and ``invoke(..., target_model=NAME)`` calls one, as SageMaker does::
     endpoint.unload_model("customer-7")
 
 Outside pytest, ``start_endpoint(...)`` does the same and returns an ``Endpoint``.
+
+Servers end with the process that started them, even when it is killed: a ``serve`` process
+gets SIGTERM from the kernel (Linux), a container is removed by eikit's reaper
+(``eikit.images.leftovers``).
 """
 
 from __future__ import annotations
@@ -307,7 +311,11 @@ def _start_process(
         raise
     endpoint = Endpoint(server.url, "process", stop, logs, process=server, model_urls=urls)
     if wait:
-        problem = _wait_process(server, startup_timeout)
+        try:
+            problem = _wait_process(server, startup_timeout)
+        except BaseException:  # Ctrl-C while it starts: the factory does not hold it yet
+            endpoint.stop()
+            raise
         if problem:
             endpoint.stop()
             raise EndpointError(
@@ -367,6 +375,9 @@ def _start_container(
         container.start()
     except ContainerError as exc:
         raise EndpointError(str(exc)) from None
+    except BaseException:
+        container.stop()
+        raise
 
     def stop() -> Optional[int]:
         code = container.stop()
@@ -381,6 +392,9 @@ def _start_container(
         except ContainerError as exc:
             endpoint.stop()
             raise EndpointError(str(exc)) from None
+        except BaseException:  # Ctrl-C while it starts: the factory does not hold it yet
+            endpoint.stop()
+            raise
     return endpoint
 
 

@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Dict, List
 
@@ -185,61 +180,6 @@ def test_a_server_that_exits_is_reported_with_its_log(
     assert "broken on purpose" in str(info.value)
     assert endpoint.container_id is None  # stopped and removed
     assert endpoint.exit_code == 3
-
-
-def test_eikit_local_image_serves_until_ctrl_c(
-    pytorch_cpu_image: str,
-    scripted_model: Dict[str, Path],
-    engine: Any,
-    lean_env: Env,
-    poll: Poll,
-) -> None:
-    port = free_port()
-    env = dict(os.environ, EIKIT_HOST="127.0.0.1", **lean_env)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "eikit",
-            "local",
-            "--image",
-            pytorch_cpu_image,
-            "--model-dir",
-            str(scripted_model["model"]),
-            "--code-dir",
-            str(scripted_model["code"]),
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = "http://127.0.0.1:%d" % port
-
-    def ready() -> bool:
-        assert process.poll() is None, process.communicate()[0].decode()
-        try:
-            with urllib.request.urlopen(url + "/ping", timeout=2) as reply:
-                return int(reply.status) == 200
-        except OSError:
-            return False
-
-    try:
-        poll(ready, 120, "eikit local --image to answer /ping")
-        process.send_signal(signal.SIGINT)
-        output = process.communicate(timeout=60)[0].decode()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, output
-    left = [
-        c
-        for c in engine.containers(all=True, filters={"label": "eikit.local=true"})
-        if "SAGEMAKER_BIND_TO_PORT=%d" % port in engine.inspect_container(c["Id"])["Config"]["Env"]
-    ]
-    assert left == []
 
 
 def test_multi_model_mode_serves_a_folder_of_models(

@@ -108,9 +108,9 @@ def test_image_reports_the_in_process_path(engine: Any, tensorflow_cpu_image: st
 
 
 def test_default_handling_serves_tf_serving_requests(
-    eikit_session_endpoint: Any, tensorflow_cpu_image: str, saved_model: Path
+    eikit_endpoint: Any, tensorflow_cpu_image: str, saved_model: Path
 ) -> None:
-    endpoint = eikit_session_endpoint(saved_model, image=tensorflow_cpu_image, env=ENV)
+    endpoint = eikit_endpoint(saved_model, image=tensorflow_cpu_image, env=ENV)
     rows = [[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0]]
     answer = endpoint.invoke({"instances": rows}, accept="application/json")
     assert answer.status == 200, answer.text
@@ -130,12 +130,12 @@ def test_default_handling_serves_tf_serving_requests(
 
 
 def test_input_and_output_handler_script(
-    eikit_session_endpoint: Any, tensorflow_cpu_image: str, saved_model: Path, tmp_path: Path
+    eikit_endpoint: Any, tensorflow_cpu_image: str, saved_model: Path, tmp_path: Path
 ) -> None:
     code = tmp_path / "code"
     code.mkdir()
     (code / "inference.py").write_text(textwrap.dedent(SCRIPT))
-    endpoint = eikit_session_endpoint(saved_model, code, image=tensorflow_cpu_image, env=ENV)
+    endpoint = eikit_endpoint(saved_model, code, image=tensorflow_cpu_image, env=ENV)
     answer = endpoint.invoke(b"1,2,3,4\n0,0,0,0", content_type="text/csv")
     assert answer.status == 200, answer.text
     assert answer.json() == {"rows": [[1.0, 9.5], [0.0, 0.5]], "model": None}

@@ -3,8 +3,13 @@
 The model folder is mounted read-only at ``/opt/ml/model`` (a separate code folder at
 ``/opt/ml/model/code``), the command is ``serve``, the container shares the host's network
 and binds ``SAGEMAKER_BIND_TO_PORT``. The image must already be on the engine: nothing is
-ever pulled. The container's log is streamed while it runs; stopping sends SIGTERM and,
-after a grace period, SIGKILL.
+ever pulled. The container's log is streamed while it runs.
+
+Stopping is bounded and says where it is: SIGTERM, up to ``stop_timeout`` s to drain (a stop
+signal meanwhile, ``eikit.interrupts``, cuts that short), SIGKILL, remove, close the log
+stream; each engine call has its own timeout. A container never outlives its owner for long:
+it is labelled with who started it and this process's reaper removes it if this process
+dies without stopping it (``eikit.images.leftovers``).
 """
 
 from __future__ import annotations
@@ -20,10 +25,13 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, Union
 
+from eikit import interrupts
 from eikit.images.build import EngineUnavailable, open_engine
+from eikit.images.leftovers import ensure_reaper, owner_labels, remove_leftovers
+from eikit.procs import catches
 
 if TYPE_CHECKING:
     from docker.client import DockerClient
@@ -34,8 +42,13 @@ logger = logging.getLogger(__name__)
 MODEL_MOUNT = "/opt/ml/model"
 PASSTHROUGH_PREFIXES = ("SAGEMAKER_", "EIKIT_")
 STARTUP_TIMEOUT_S = 120.0
-STOP_TIMEOUT_S = 30
+STOP_TIMEOUT_S = 30.0
 POLL_S = 0.1
+WAIT_SLICE_S = 1.0  # longest engine wait at a time: a signal is handled in between
+CALL_TIMEOUT_S = 5.0  # each engine call while stopping
+KILL_WAIT_S = 5.0  # for the exit after SIGKILL
+STOP_MARGIN_S = 15.0  # a stop's engine calls end by the stop timeout plus this
+LOG_JOIN_S = 3.0  # for the log stream to end once the container is gone
 # How the server's /ping 503 body says the model will never load (eikit.server.boot).
 LOAD_FAILED = "model failed to load"
 MAX_LOG_LINES = 20000
@@ -129,7 +142,9 @@ class ContainerEndpoint:
     ``env`` goes to the container as is, except that ``SAGEMAKER_BIND_TO_PORT`` is set from
     ``port`` and ``SAGEMAKER_BASE_DIR`` to /opt/ml; ``EIKIT_HOST`` defaults to ``bind_host``
     (loopback: the container shares the host's network).
-    ``log_sink`` receives each line of the container's log (default: INFO log records).
+    ``log_sink`` receives each line of the container's log (default: INFO log records);
+    ``say`` each line about its life: started, waiting, ready, each stop phase (default: INFO
+    log records).
     """
 
     def __init__(
@@ -144,9 +159,10 @@ class ContainerEndpoint:
         command: Optional[List[str]] = None,
         bind_host: str = "127.0.0.1",
         startup_timeout: float = STARTUP_TIMEOUT_S,
-        stop_timeout: int = STOP_TIMEOUT_S,
+        stop_timeout: float = STOP_TIMEOUT_S,
         log_sink: Optional[Callable[[str], None]] = None,
         name: Optional[str] = None,
+        say: Optional[Callable[[str], None]] = None,
     ) -> None:
         self.image = image
         # None: no /opt/ml/model (a multi-model endpoint, whose models come in ``mounts``)
@@ -161,11 +177,14 @@ class ContainerEndpoint:
         self.stop_timeout = stop_timeout
         self.name = name
         self._sink = log_sink
+        self._say = say or (lambda line: logger.info("%s", line))
         self._client: Optional[DockerClient] = None
         self._container: Optional[Container] = None
         self._lines: List[str] = []
         self._lock = threading.Lock()
         self._log_thread: Optional[threading.Thread] = None
+        self._log_stream: Any = None
+        self._hard_deadline = 0.0
         self._exit_code: Optional[int] = None
         self._short = ""
         self._workdir: Optional[tempfile.TemporaryDirectory[str]] = None
@@ -226,6 +245,7 @@ class ContainerEndpoint:
         if self.model_dir is not None:
             model_dir = self._model_source()
             mounts += model_mounts(model_dir, self.code_dir, self._scratch() / "model")
+        ensure_reaper()  # before the container exists: it removes it if we die
         try:
             container = self._client.containers.create(
                 self.image,
@@ -234,7 +254,7 @@ class ContainerEndpoint:
                 mounts=mounts,
                 network_mode="host",
                 name=self.name,
-                labels={"eikit.local": "true"},
+                labels=owner_labels(),
                 detach=True,
             )
         except APIError as exc:
@@ -243,12 +263,14 @@ class ContainerEndpoint:
             ) from exc
         self._container = container
         self._short = str(container.short_id)
-        logger.info(
-            "started container %s from %s (model %s, port %d)",
-            container.short_id,
-            self.image,
-            model_dir or "%d mounted models" % len(self.mounts),
-            self.port,
+        self._say(
+            "created container %s from %s (model %s, port %d)"
+            % (
+                container.short_id,
+                self.image,
+                model_dir or "%d mounted models" % len(self.mounts),
+                self.port,
+            )
         )
         try:
             container.start()
@@ -268,10 +290,11 @@ class ContainerEndpoint:
         limit = self.startup_timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
         last: Optional[int] = None
+        self._say("container %s started; waiting for /ping (up to %.0f s)" % (self._short, limit))
         while True:
             last, reason = probe_ping(self.url)
             if last == 200:
-                logger.info("container %s ready at %s", self._short_id(), self.url)
+                self._say("container %s ready at %s" % (self._short_id(), self.url))
                 return
             if reason.startswith(LOAD_FAILED):
                 raise ContainerError("%s\n%s" % (reason, self.log_tail()))
@@ -310,46 +333,42 @@ class ContainerEndpoint:
             self._container.kill(signal=sig)
 
     def wait(self, timeout: Optional[float] = None) -> int:
-        """Block until the container exits; its exit code."""
+        """Block until the container exits (``timeout``: ContainerError after that long);
+        its exit code. Waits on the engine a second at a time, so a signal handler runs
+        promptly whichever thread the signal reached."""
         if self._container is None:
             return self._exit_code if self._exit_code is not None else -1
-        try:
-            result = self._container.wait(timeout=timeout)
-        except Exception as exc:
-            if "timed out" in str(exc).lower() or "timeout" in type(exc).__name__.lower():
-                raise ContainerError("container still running after %s s" % timeout) from exc
-            raise
-        self._exit_code = int(result.get("StatusCode", -1))
-        return self._exit_code
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            code = _exit_code_within(self._container, WAIT_SLICE_S, deadline)
+            if code is not None:
+                self._exit_code = code
+                return code
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ContainerError("container still running after %s s" % timeout)
 
-    def stop(self, timeout: Optional[int] = None) -> Optional[int]:
-        """SIGTERM, SIGKILL after ``timeout`` (default ``stop_timeout``) s, then remove.
+    def stop(self, timeout: Optional[float] = None) -> Optional[int]:
+        """SIGTERM, SIGKILL after ``timeout`` (default ``stop_timeout``) s or at once when a
+        stop signal arrives meanwhile, then remove; each phase is said. Returns the exit
+        code (None if the container never started). Safe to call twice.
 
-        Returns the exit code (None if the container never started). Safe to call twice.
+        Takes at most ``timeout`` + STOP_MARGIN_S + 2 LOG_JOIN_S, even if the engine stops
+        answering: each engine call gets what is left of that (CALL_TIMEOUT_S at most), and
+        past it none is made (the reaper or ``eikit local --cleanup`` removes the container).
         """
         container, self._container = self._container, None
         if container is not None:
-            grace = self.stop_timeout if timeout is None else timeout
-            try:
-                container.reload()
-                if container.status in ("running", "restarting"):
-                    logger.info(
-                        "stopping container %s (SIGTERM, kill after %d s)",
-                        container.short_id,
-                        grace,
-                    )
-                    container.stop(timeout=grace)
-                result = container.wait(timeout=grace + 30)
-                self._exit_code = int(result.get("StatusCode", -1))
-            except Exception as exc:
-                logger.warning("stopping container %s: %s", container.short_id, exc)
-            if self._log_thread is not None:
-                self._log_thread.join(timeout=5)
-            try:
-                container.remove(force=True)
-            except Exception as exc:
-                logger.debug("removing container %s: %s", container.short_id, exc)
-            logger.info("container %s exited with code %s", container.short_id, self._exit_code)
+            grace = float(self.stop_timeout if timeout is None else timeout)
+            self._hard_deadline = time.monotonic() + grace + STOP_MARGIN_S
+            with interrupts.stopping():
+                self._terminate(container, grace)
+                try:
+                    self._bound(container)
+                    container.remove(force=True)
+                    self._say("removed container %s" % container.short_id)
+                except Exception as exc:
+                    self._say("removing container %s failed: %s" % (container.short_id, exc))
+        self._close_log_stream()
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -357,6 +376,121 @@ class ContainerEndpoint:
             self._workdir.cleanup()
             self._workdir = None
         return self._exit_code
+
+    def _bound(self, container: Container) -> None:
+        """Give the next engine call what is left of the stop's time (CALL_TIMEOUT_S at
+        most); raise ContainerError when nothing is left."""
+        left = self._hard_deadline - time.monotonic()
+        if left <= 0:
+            raise ContainerError("the engine did not answer in time; leaving it to the reaper")
+        container.client.api.timeout = min(CALL_TIMEOUT_S, left)
+
+    def _terminate(self, container: Container, grace: float) -> None:
+        """SIGTERM, wait (cut short by a stop signal), SIGKILL, wait: each phase said."""
+        short = container.short_id
+        try:
+            self._bound(container)
+            container.reload()
+        except Exception as exc:
+            self._say("cannot inspect container %s (%s); removing it" % (short, exc))
+            return
+        if container.status not in ("running", "restarting", "paused"):
+            self._exit_code = int(container.attrs.get("State", {}).get("ExitCode", -1))
+            return
+        began = time.monotonic()
+        self._say(
+            "stopping container %s: SIGTERM sent, up to %.0f s to drain%s"
+            % (short, grace, " (Ctrl-C again kills it)" if interrupts.handled() else "")
+        )
+        code = None
+        try:
+            code = self._sigterm(
+                container, int(container.attrs["State"].get("Pid") or 0), began + grace
+            )
+        except Exception as exc:
+            self._say("SIGTERM to container %s failed: %s" % (short, exc))
+        if code is None:
+            if interrupts.kill_requested():
+                self._say("stop signal again: killing container %s (SIGKILL)" % short)
+            else:
+                self._say(
+                    "container %s still running after %.0f s: killing it (SIGKILL)"
+                    % (short, time.monotonic() - began)
+                )
+            try:
+                self._bound(container)
+                _kill(container, "SIGKILL")
+                code = _exit_code_within(container, KILL_WAIT_S, time.monotonic() + KILL_WAIT_S)
+            except Exception as exc:
+                self._say("SIGKILL to container %s failed: %s" % (short, exc))
+        if code is None:
+            self._say("container %s has not exited; removing it by force" % short)
+        else:
+            self._exit_code = code
+            self._say(
+                "container %s exited with code %d after %.1f s"
+                % (short, code, time.monotonic() - began)
+            )
+
+    def _sigterm(self, container: Container, pid: int, deadline: float) -> Optional[int]:
+        """SIGTERM, then wait until ``deadline`` (or a kill is requested) for the exit code.
+
+        A container's PID 1 ignores a signal it has no handler for, and a server installs
+        its handler only once it has started: a SIGTERM in its first moments is lost. So
+        SIGTERM is sent again each second until PID 1 (``pid`` as this host sees it) had a
+        handler when it was sent; where this host cannot tell, again after 1, 2, 4, ... s.
+        """
+        resend_at: Optional[float] = time.monotonic()
+        backoff, waiting = WAIT_SLICE_S, False
+        while True:
+            if resend_at is not None and time.monotonic() >= resend_at:
+                caught = catches(pid, signal.SIGTERM) if pid else None
+                self._bound(container)
+                if not _kill(container, "SIGTERM"):  # it has exited meanwhile
+                    return _exit_code_within(container, KILL_WAIT_S, time.monotonic() + KILL_WAIT_S)
+                if waiting:
+                    self._say(
+                        "SIGTERM sent to container %s again (%s)"
+                        % (
+                            container.short_id,
+                            "its PID 1 has a handler now"
+                            if caught
+                            else "its PID 1 has no handler yet"
+                            if caught is False
+                            else "it may have had no handler yet",
+                        )
+                    )
+                if caught:
+                    resend_at = None
+                else:
+                    resend_at = time.monotonic() + backoff
+                    if caught is None:
+                        backoff *= 2
+            if not waiting:
+                self._say("waiting for container %s to exit" % container.short_id)
+                waiting = True
+            until = deadline if resend_at is None else min(deadline, resend_at)
+            code = _exit_code_within(container, WAIT_SLICE_S, until, interrupts.kill_requested)
+            if code is not None or interrupts.kill_requested() or time.monotonic() >= deadline:
+                return code
+
+    def _close_log_stream(self) -> None:
+        """Wait for the log stream to end (it does once the container is gone), else close it."""
+        thread, self._log_thread = self._log_thread, None
+        if thread is None:
+            return
+        thread.join(timeout=LOG_JOIN_S)
+        if thread.is_alive() and self._log_stream is not None:
+            self._say("log stream of container %s still open: closing it" % self._short_id())
+            try:
+                self._log_stream.close()
+            except Exception as exc:
+                logger.debug("closing the log stream: %s", exc)
+            thread.join(timeout=LOG_JOIN_S)
+        if thread.is_alive():
+            self._say("log stream of container %s did not close" % self._short_id())
+        else:
+            self._say("log stream of container %s closed" % self._short_id())
 
     @property
     def exit_code(self) -> Optional[int]:
@@ -380,7 +514,8 @@ class ContainerEndpoint:
             return
         partial = b""
         try:
-            for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+            self._log_stream = container.logs(stream=True, follow=True, stdout=True, stderr=True)
+            for chunk in self._log_stream:
                 data = partial + chunk
                 *complete, partial = data.split(b"\n")
                 for raw in complete:
@@ -420,6 +555,46 @@ class ContainerEndpoint:
         return Path(self._workdir.name)
 
 
+def _kill(container: Container, sig: str) -> bool:
+    """Send ``sig``; False when the container is not running (any more)."""
+    from docker.errors import APIError
+
+    try:
+        container.kill(signal=sig)
+    except APIError as exc:
+        if exc.status_code == 409:  # "is not running"
+            return False
+        raise
+    return True
+
+
+def _exit_code_within(
+    container: Container,
+    slice_s: float,
+    deadline: Optional[float],
+    give_up: Optional[Callable[[], bool]] = None,
+) -> Optional[int]:
+    """The container's exit code once it exits before ``deadline`` (None: no deadline);
+    None when time runs out or ``give_up()`` says so. Asks the engine ``slice_s`` at a time."""
+    import requests
+
+    while True:
+        if give_up is not None and give_up():
+            return None
+        wait = slice_s
+        if deadline is not None:
+            wait = min(wait, deadline - time.monotonic())
+            if wait <= 0:
+                return None
+        try:
+            result = container.wait(timeout=max(wait, 0.05))
+        except requests.exceptions.RequestException as exc:
+            if isinstance(exc, requests.exceptions.Timeout) or "timed out" in str(exc):
+                continue
+            raise
+        return int(result.get("StatusCode", -1))
+
+
 def serve_container(
     image: str,
     model_dir: Optional[PathLike],
@@ -428,7 +603,7 @@ def serve_container(
     port: int = 8080,
     *,
     startup_timeout: float = STARTUP_TIMEOUT_S,
-    stop_timeout: int = STOP_TIMEOUT_S,
+    stop_timeout: float = STOP_TIMEOUT_S,
     environ: Optional[Mapping[str, str]] = None,
     mounts: Optional[List[Dict[str, Any]]] = None,
     on_ready: Optional[Callable[[str], None]] = None,
@@ -436,7 +611,10 @@ def serve_container(
     """``eikit local --image``: serve until the container exits or Ctrl-C; the exit code.
 
     ``SAGEMAKER_*``/``EIKIT_*`` variables of ``environ`` (default: this process's) are
-    passed through; ``env`` adds to them. Ctrl-C or SIGTERM stop the container cleanly.
+    passed through; ``env`` adds to them. The first Ctrl-C or SIGTERM stops the container
+    gracefully (up to ``stop_timeout`` s), a second kills it; whatever disposition of
+    SIGINT this process inherited. Containers earlier eikit processes left behind are
+    removed first.
     """
     environment = passthrough_env(os.environ if environ is None else environ)
     environment.update(env or {})
@@ -450,27 +628,36 @@ def serve_container(
         stop_timeout=stop_timeout,
         log_sink=_to_stderr,
         mounts=mounts,
+        say=_say,
     )
-    restore = _sigterm_as_interrupt()
+    with interrupts.stop_signals():
+        try:
+            _remove_leftovers()
+            endpoint.start()
+            endpoint.wait_ready()
+            _say("%s serving at %s; Ctrl-C stops it" % (image, endpoint.url))
+            if on_ready is not None:
+                on_ready(endpoint.url)
+            code = endpoint.wait()
+            if code != 0:
+                logger.error("container exited with code %d", code)
+            return code
+        except KeyboardInterrupt:
+            stopped = endpoint.stop()
+            return stopped if stopped is not None else 130
+        except (ContainerError, EngineUnavailable) as exc:
+            logger.error("%s", exc)
+            return 1
+        finally:
+            endpoint.stop()
+
+
+def _remove_leftovers() -> None:
+    client = docker_client()
     try:
-        endpoint.start()
-        endpoint.wait_ready()
-        _to_stderr("eikit: %s serving at %s; Ctrl-C stops it" % (image, endpoint.url))
-        if on_ready is not None:
-            on_ready(endpoint.url)
-        code = endpoint.wait()
-        if code != 0:
-            logger.error("container exited with code %d", code)
-        return code
-    except KeyboardInterrupt:
-        stopped = endpoint.stop()
-        return stopped if stopped is not None else 130
-    except (ContainerError, EngineUnavailable) as exc:
-        logger.error("%s", exc)
-        return 1
+        remove_leftovers(client, _say, report_kept=False)
     finally:
-        endpoint.stop()
-        restore()
+        client.close()
 
 
 def _to_stderr(line: str) -> None:
@@ -478,17 +665,5 @@ def _to_stderr(line: str) -> None:
     sys.stderr.flush()
 
 
-def _sigterm_as_interrupt() -> Callable[[], None]:
-    """Make SIGTERM raise KeyboardInterrupt (main thread only); returns the undo."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def handler(signum: int, frame: Optional[FrameType]) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-
-    def restore() -> None:
-        signal.signal(signal.SIGTERM, previous)
-
-    return restore
+def _say(line: str) -> None:
+    _to_stderr("eikit: " + line)
