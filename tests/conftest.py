@@ -152,3 +152,27 @@ def _leaves_no_process_state(request: pytest.FixtureRequest) -> Iterator[None]:
             % (request.node.nodeid, "\n  ".join(problems)),
             pytrace=False,
         )
+
+
+# --- the AWS account of the cloud tests ----------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[Any]:
+    """moto's server on loopback (tests/unit/cloud_server.py), once per session: started
+    before any test's leak snapshot, so its thread belongs to the session, not a test."""
+    pytest.importorskip("moto")
+    from tests.unit.cloud_server import Server
+
+    running = Server()
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch, moto_server: Any) -> Iterator[Any]:
+    """A fresh account on the moto server: fake credentials, ``AWS_ENDPOINT_URL`` set, and
+    the clients, stand-ins and progress output a cloud test uses (``cloud_account.Aws``)."""
+    from tests.unit.cloud_account import moto_aws
+
+    yield from moto_aws(monkeypatch, moto_server)

@@ -18,7 +18,8 @@ from typing import Any, List
 import pytest
 
 from eikit.compile.example import Example
-from eikit.compile.run import CompileRequest, compile_archive
+from eikit.compile.request import CompileRequest
+from eikit.compile.run import compile_archive
 from eikit.neuron.manifest import read_manifest
 from tests.container.conftest import ROOT, save_linear_model
 

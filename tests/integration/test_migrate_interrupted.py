@@ -39,7 +39,6 @@ from tests.unit.cloud_account import (
     add_step_scaling,
     dead_alarm_actions,
     eia_endpoint,
-    moto_aws,
     push_image,
     scaling_of,
 )
@@ -91,11 +90,6 @@ INF1_CHANGES: List[Tuple[str, Optional[str]]] = [
 ]
 # killed compiling (its upload held), its upload made but unheard of, before the next step
 COMPILE_POINTS = [(1, False), (1, True), (2, False)]
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
-    yield from moto_aws(monkeypatch)
 
 
 def echo(body: bytes, content_type: str, accept: Optional[str]) -> Tuple[bytes, str]:
@@ -272,9 +266,10 @@ def test_killed_around_the_compile_step(
         assert len(standins.calls) == (0 if uploaded else 1)
         assert uploads == (1 if uploaded else 2)
         if (nth, after) == (1, True):  # uploaded, but the step was not recorded as done
-            assert "%s is compiled for inf1 already (from the same model file): used" % (
-                COMPILED
-            ) in out.out
+            assert (
+                "%s is compiled for inf1 already (from the same model file): used" % (COMPILED)
+                in out.out
+            )
     else:  # nothing on the endpoint had changed: back where it was
         assert (code, StateFile.load(state).step) == (0, "rolled-back"), out
         assert now["EndpointConfigName"] == "flowers-config"

@@ -96,11 +96,13 @@ def test_every_response_carries_a_request_id_that_the_log_lines_name(tree, start
     # the script sees the same id as the client
     assert ok.json()["request_id"] == ok.headers["x-request-id"]
     log = endpoint.wait_log(
-        lambda log: all(
-            any("eikit.access" in line and request_id in line for line in log.splitlines())
-            for request_id in request_ids
-        )
-        and "request failed" in log,
+        lambda log: (
+            all(
+                any("eikit.access" in line and request_id in line for line in log.splitlines())
+                for request_id in request_ids
+            )
+            and "request failed" in log
+        ),
         "an access line for each request and the worker's error line",
     )
     # the worker's error line and the access line of that request both name it

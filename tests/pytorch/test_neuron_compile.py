@@ -23,7 +23,8 @@ import torch
 from eikit.accelerators import ProbeResult
 from eikit.cli import main
 from eikit.compile.example import Example, from_shapes
-from eikit.compile.run import CompileRequest, compile_archive
+from eikit.compile.request import CompileRequest
+from eikit.compile.run import compile_archive
 from eikit.errors import BadRequest, BatchTooLarge, ConfigurationError, NotCompiled
 from eikit.neuron.manifest import MANIFEST_NAME, read_manifest
 from eikit.settings import Settings

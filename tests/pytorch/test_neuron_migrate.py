@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Iterator, List
+from typing import Any, List
 
 import pytest
 
@@ -30,7 +30,6 @@ from tests.unit.cloud_account import (  # noqa: E402
     Aws,
     eia_endpoint,
     model_archive,
-    moto_aws,
     push_image,
 )
 from tests.unit.cloud_server import BUCKET, REGISTRY, ROLE  # noqa: E402
@@ -41,11 +40,6 @@ IMAGES = {
     "inf2": REGISTRY + ":pytorch-2.9-inf2-py312",
 }
 SUFFIX = "20260101-000000"
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
-    yield from moto_aws(monkeypatch)
 
 
 def account(aws: Aws, tmp_path: Path) -> bytes:

@@ -18,7 +18,8 @@ moto = pytest.importorskip("moto")
 
 from eikit.compile.example import Example  # noqa: E402
 from eikit.compile.neo import NeoOptions  # noqa: E402
-from eikit.compile.run import CompileRequest, compile_archive  # noqa: E402
+from eikit.compile.request import CompileRequest  # noqa: E402
+from eikit.compile.run import compile_archive  # noqa: E402
 from eikit.errors import ConfigurationError  # noqa: E402
 from eikit.neuron.manifest import read_manifest  # noqa: E402
 from tests.neuron_neo import NeoService  # noqa: E402

@@ -24,8 +24,8 @@ from tests.unit.cloud_server import (
     REGISTRY,
     ROLE,
     STAND_IN,
+    Server,
     StandIn,
-    server,
 )
 
 boto3 = pytest.importorskip("boto3")
@@ -105,10 +105,9 @@ ENV = {
 }
 
 
-def moto_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
-    """A fresh account on the moto server; fake credentials only. A plain generator: each
-    cloud test module makes its ``aws`` fixture from it."""
-    running = server()
+def moto_aws(monkeypatch: pytest.MonkeyPatch, running: Server) -> Iterator[Aws]:
+    """A fresh account on the moto server ``running``; fake credentials only. A plain
+    generator: the ``aws`` fixture (tests/conftest.py) is made from it."""
     running.reset()
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)

@@ -120,6 +120,11 @@ class StandIn:
     def __init__(self) -> None:
         self.reset()
 
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
     def reset(self) -> None:
         self.polls = 2
         self.refuse_updates = 0
@@ -554,7 +559,8 @@ class Server:
             "127.0.0.1", 0, self.wsgi, threaded=True, request_handler=_QuietHandler
         )
         self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
 
     def wsgi(self, environ: Dict[str, Any], start_response: Any) -> Any:
         op = _operation(environ)
@@ -576,6 +582,11 @@ class Server:
                 return [b""]
         return self.app(environ, start_response)
 
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
     def reset(self) -> None:
         from moto.moto_api._internal.models import moto_api_backend
 
@@ -591,10 +602,3 @@ class _QuietHandler(MotoRequestHandler):
         pass
 
 
-_SERVER: List[Server] = []
-
-
-def server() -> Server:
-    if not _SERVER:
-        _SERVER.append(Server())
-    return _SERVER[0]

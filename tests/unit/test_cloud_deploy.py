@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import tarfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -14,16 +14,11 @@ from eikit.cloud.aws import CloudError
 from eikit.cloud.deploy import DeployRequest, deploy, plan_deploy
 from eikit.cloud.images import build_command, parse_image, target_for
 from eikit.cloud.package import package_model
-from tests.unit.cloud_account import Aws, add_scaling, eia_endpoint, moto_aws, scaling_of
+from tests.unit.cloud_account import Aws, add_scaling, eia_endpoint, scaling_of
 from tests.unit.cloud_server import REGISTRY, ROLE
 
 IMAGE = REGISTRY + ":pytorch-2.13-cpu-py311"
 EIA_IMAGE = REGISTRY + ":pytorch-1.5-eia-py38"
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
-    yield from moto_aws(monkeypatch)
 
 
 def request(**kw: Any) -> DeployRequest:

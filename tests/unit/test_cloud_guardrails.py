@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -16,7 +16,6 @@ from tests.unit.cloud_account import (
     add_scaling,
     eia_endpoint,
     model_archive,
-    moto_aws,
     push_image,
     scaling_of,
 )
@@ -24,11 +23,6 @@ from tests.unit.cloud_server import BUCKET
 
 SUFFIX = "20260101-000000"
 CPU_TAG = "pytorch-2.13-cpu-py311"
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
-    yield from moto_aws(monkeypatch)
 
 
 def plan(aws: Aws, instance_type: str = "ml.c5.xlarge", **opts: Any) -> migrate.Plan:

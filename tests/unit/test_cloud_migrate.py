@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Any, Iterator, List
+from typing import Any, List
 
 import pytest
 
@@ -24,7 +24,6 @@ from tests.unit.cloud_account import (
     dead_alarm_actions,
     eia_endpoint,
     model_archive,
-    moto_aws,
     push_image,
     scaling_of,
 )
@@ -34,11 +33,6 @@ CPU_IMAGE = REGISTRY + ":pytorch-2.13-cpu-py311"
 NEURON_IMAGE = REGISTRY + ":pytorch-1.13-inf1-py310"
 INF2_IMAGE = REGISTRY + ":pytorch-2.9-inf2-py312"
 SUFFIX = "20260101-000000"
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
-    yield from moto_aws(monkeypatch)
 
 
 def run_migration(aws: Aws, tmp_path: Path, instance_type: str = "ml.c5.xlarge", **kw: Any) -> int:

@@ -6,19 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from typing import Any, Iterator, List
+from typing import Any, List
 
 import pytest
 
-from tests.unit.cloud_account import Aws, add_scaling, eia_endpoint, moto_aws
+from tests.unit.cloud_account import Aws, add_scaling, eia_endpoint
 from tests.unit.cloud_server import EI_REFUSAL, REGISTRY, ROLE
 
 ClientError = pytest.importorskip("botocore.exceptions").ClientError
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
-    yield from moto_aws(monkeypatch)
 
 
 def next_config(aws: Aws, name: str = "next", accelerator: bool = False, **variant: Any) -> None:

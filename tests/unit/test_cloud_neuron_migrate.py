@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import io
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import pytest
 
@@ -19,18 +19,13 @@ from eikit.cloud.aws import CloudError
 from eikit.cloud.deploy import DeployRequest, deploy
 from eikit.cloud.neuron_plan import CompileOptions
 from eikit.neuron import facts
-from tests.unit.cloud_account import Aws, eia_endpoint, model_archive, moto_aws, push_image
+from tests.unit.cloud_account import Aws, eia_endpoint, model_archive, push_image
 from tests.unit.cloud_server import BUCKET, REGISTRY, ROLE
 
 INF1 = REGISTRY + ":pytorch-1.13-inf1-py310"
 INF2 = REGISTRY + ":pytorch-2.9-inf2-py312"
 OLD_DATA = "s3://%s/flowers/model.tar.gz" % BUCKET
 SUFFIX = "20260101-000000"
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
-    yield from moto_aws(monkeypatch)
 
 
 @pytest.fixture
@@ -83,9 +78,10 @@ def test_inf1_and_inf2_plans_name_their_images_and_compile_step(aws: Aws, exampl
         [job] = the_plan.state["compile"]["jobs"]
         assert (job["source"], job["target"], job["generation"]) == (OLD_DATA, compiled, gen)
         text = "\n".join(the_plan.notes)
-        assert "%s is not compiled for Neuron (no eikit-neuron.json): the compile step " % (
-            OLD_DATA
-        ) in text
+        assert (
+            "%s is not compiled for Neuron (no eikit-neuron.json): the compile step " % (OLD_DATA)
+            in text
+        )
         assert "compile: " in text and "example %s" % example in text
         shown = [(c.service, c.operation, c.params.get("Key")) for c in the_plan.calls()[:2]]
         assert shown == [("s3", "get_object", "flowers/model.tar.gz"),
@@ -135,9 +131,10 @@ def test_an_archive_compiled_for_the_target_is_used_as_it_is(aws: Aws, example: 
     the_plan = plan(aws, "ml.inf2.xlarge", compile=CompileOptions(example=str(example)))
     assert "compile" not in the_plan.state["steps"] and the_plan.state["compile"] is None
     assert new_container(the_plan)["ModelDataUrl"] == OLD_DATA
-    assert "model flowers-model: %s is compiled for inf2 (eikit-neuron.json)" % (
-        OLD_DATA
-    ) in the_plan.notes
+    assert (
+        "model flowers-model: %s is compiled for inf2 (eikit-neuron.json)" % (OLD_DATA)
+        in the_plan.notes
+    )
 
 
 def test_a_compiled_archive_beside_it_is_used_only_when_made_from_the_same_model(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import Any, Iterator, List, Optional
+from typing import Any, List, Optional
 
 import pytest
 
@@ -11,13 +11,8 @@ from eikit.cli import main
 from eikit.cloud import cli_common
 from eikit.cloud.aws import CloudError
 from eikit.cloud.notebook import migrate_notebook
-from tests.unit.cloud_account import Aws, moto_aws
+from tests.unit.cloud_account import Aws
 from tests.unit.cloud_server import ROLE
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
-    yield from moto_aws(monkeypatch)
 
 
 def notebook(aws: Aws, status: str, then: Optional[List[str]] = None) -> None:

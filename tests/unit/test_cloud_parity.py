@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 import pytest
@@ -25,7 +25,6 @@ from tests.unit.cloud_account import (
     add_scaling,
     eia_endpoint,
     model_archive,
-    moto_aws,
     push_image,
     scaling_of,
 )
@@ -35,11 +34,6 @@ OLD = REGISTRY + ":pytorch-1.5-eia-py38"
 CPU = REGISTRY + ":pytorch-2.13-cpu-py311"
 NEURON = REGISTRY + ":pytorch-1.13-inf1-py310"
 SUFFIX = "20260101-000000"
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
-    yield from moto_aws(monkeypatch)
 
 
 def model(weight: float) -> Callable[[bytes, str, Optional[str]], Tuple[bytes, str]]:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List
 from eikit.cloud.aws import Call, Clients, CloudError, Waiter, describe_error
 from eikit.compile.example import Example, from_file, from_shapes
 from eikit.compile.neo import NeoOptions, split_s3
-from eikit.compile.run import CompileRequest
+from eikit.compile.request import CompileRequest
 from eikit.compile.s3 import compile_beside, compiled_beside
 from eikit.errors import ConfigurationError
 from eikit.neuron.facts import NEO_TARGETS

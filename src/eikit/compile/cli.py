@@ -14,7 +14,7 @@ from eikit.errors import ConfigurationError
 from eikit.neuron.facts import GENERATIONS, generation_of_family
 
 if TYPE_CHECKING:
-    from eikit.compile.run import CompileRequest
+    from eikit.compile.request import CompileRequest
 
 
 def batch_sizes_arg(text: str) -> List[int]:
@@ -123,7 +123,7 @@ def generation_of(args: argparse.Namespace) -> str:
 def request_of(args: argparse.Namespace) -> CompileRequest:
     from eikit.compile.example import from_file, from_shapes
     from eikit.compile.neo import NeoOptions
-    from eikit.compile.run import WHERE, CompileRequest
+    from eikit.compile.request import WHERE, CompileRequest
 
     if args.example:
         example = from_file(Path(args.example), args.content_type)

@@ -17,7 +17,7 @@ from eikit.errors import ConfigurationError
 from eikit.images import matrix
 
 if TYPE_CHECKING:
-    from eikit.compile.run import CompileRequest
+    from eikit.compile.request import CompileRequest
 
 MODEL_MOUNT = "/eikit-compile/model"
 SCRATCH_MOUNT = "/eikit-compile/scratch"

@@ -33,7 +33,7 @@ from eikit.errors import ConfigurationError
 from eikit.neuron.facts import NEO_TARGETS
 
 if TYPE_CHECKING:
-    from eikit.compile.run import CompileRequest
+    from eikit.compile.request import CompileRequest
 
 DONE = ("COMPLETED",)
 FAILED = ("FAILED", "STOPPED", "STOPPING")

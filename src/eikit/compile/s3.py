@@ -23,7 +23,8 @@ from typing import Any, Dict, List, Optional
 
 from eikit.compile.archive import MODEL_SUFFIXES
 from eikit.compile.neo import split_s3
-from eikit.compile.run import CompileRequest, compile_archive, default_output
+from eikit.compile.request import CompileRequest
+from eikit.compile.run import compile_archive, default_output
 from eikit.errors import ConfigurationError
 from eikit.neuron.manifest import MANIFEST_NAME, Manifest, parse_manifest
 
