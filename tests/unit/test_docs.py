@@ -23,10 +23,13 @@ DOCS = ROOT / "docs"
 
 # Names the docs mention that are not eikit settings, each with what it is instead.
 NOT_SETTINGS = {
+    "EIKIT_*": "the prefix of eikit's own settings",
+    "SAGEMAKER_*": "the prefix of the settings AWS named",
     "EIKIT_FUZZ_SCALE": "the fuzz tests' case count multiplier (tests/fuzzing.py)",
     "EIKIT_REQUIRE_ALL_PYTHONS": "CI: a missing Python 3.8 fails nox instead of a warning",
     "EIKIT_REQUIRE_CONTAINER_TESTS": "CI: container tests fail instead of skipping",
     "EIKIT_REQUIRE_MXNET": "the mxnet session: tests/mxnet fails instead of skipping",
+    "EIKIT_TEST_IMAGE": "the pytest plugin: run every eikit_endpoint in this image",
     "EIKIT_UID": "a build argument of the images (a non-root user)",
     "SAGEMAKER_GUNICORN_*": "AWS's TF container's, not taken over (eikit's server replaces it)",
     "SAGEMAKER_NGINX_*": "AWS's TF container's, not taken over",
@@ -36,8 +39,9 @@ NOT_SETTINGS = {
 NAME = re.compile(r"\b(?:SAGEMAKER|EIKIT)_[A-Z0-9_]*[A-Z0-9*]")
 
 
-def _settings_hook() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("docs_settings_hook", DOCS / "hooks/settings.py")
+def _hook(name: str) -> ModuleType:
+    """A hook module of docs/hooks, loaded by path (mkdocs loads them so; no mkdocs here)."""
+    spec = importlib.util.spec_from_file_location("docs_hook_" + name, DOCS / "hooks" / name)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -49,7 +53,7 @@ def _page(src_uri: str) -> SimpleNamespace:
 
 
 def test_the_settings_page_gets_the_table_the_code_generates():
-    hook = _settings_hook()
+    hook = _hook("settings.py")
     source = (DOCS / "settings.md").read_text()
     built = hook.on_page_markdown(source, page=_page("settings.md"))
     assert settings_table() in built and hook.MARKER not in built
@@ -60,11 +64,29 @@ def test_the_settings_page_gets_the_table_the_code_generates():
 
 
 def test_a_settings_page_that_lost_its_marker_fails_the_build():
-    hook = _settings_hook()
+    hook = _hook("settings.py")
     with pytest.raises(ValueError, match="settings-table"):
         hook.fill("# Settings\n\nno table here\n")
     with pytest.raises(ValueError):
         hook.fill(hook.MARKER + hook.MARKER)
+
+
+def test_the_design_page_maps_every_module_by_its_docstring():
+    hook = _hook("module_map.py")
+    built = hook.on_page_markdown((DOCS / "design.md").read_text(), page=_page("design.md"))
+    assert hook.MARKER not in built
+    for tree in hook.TREES:
+        # the tree's table: from its header row to the blank line after it
+        table = built.split("| `%s/` | |\n" % tree, 1)[1].split("\n\n", 1)[0].splitlines()
+        rows = {row.split("`")[1]: row for row in table[1:]}
+        for path in (ROOT / tree).rglob("*.py"):
+            if path.name == "__main__.py" or "compat/sagemaker_inference/" in path.as_posix():
+                continue
+            shown = path.relative_to(ROOT / tree).as_posix()
+            if path.name == "__init__.py":
+                shown = shown[: -len("__init__.py")] or "__init__.py"
+            assert shown in rows, "%s/%s is missing from the module map" % (tree, shown)
+            assert not rows[shown].endswith("|  |"), "%s/%s has no docstring" % (tree, shown)
 
 
 def test_every_variable_the_docs_name_is_a_setting_or_known_not_to_be_one():
@@ -78,3 +100,12 @@ def test_every_variable_the_docs_name_is_a_setting_or_known_not_to_be_one():
     assert not unknown, (
         "the docs name variables eikit does not read (renamed or removed settings?): %s" % unknown
     )
+
+
+def test_the_readme_links_to_files_that_exist():
+    # The site's own links are checked by its strict build; the README is outside it.
+    links = re.findall(r"\]\(([^)#\s]+)", (ROOT / "README.md").read_text())
+    relative = [link for link in links if "://" not in link]
+    assert relative, "the README links into docs/"
+    missing = [link for link in relative if not (ROOT / link).is_file()]
+    assert not missing, "the README links to missing files: %s" % missing
