@@ -8,6 +8,8 @@
 - ``tensorflow``, ``mxnet``: that framework's runtime tests and the contract suite. They
   cannot share one environment: mxnet 1.9.1 needs numpy<1.24, current TensorFlow newer.
 - ``extras``: each extra installed from the built wheel into a fresh environment, serving.
+- ``docs``: the documentation site built with ``mkdocs build --strict`` (a broken link or
+  anchor fails it); ``scripts/docs`` serves it from the same environment.
 
 Python 3.8 (the EI images' interpreter) runs ``core`` and the ``mxnet`` extra where this
 machine has one (pyenv's count: they are put on PATH here). Without it those are skipped
@@ -48,7 +50,7 @@ if _OLDEST_BIN:
         os.symlink(_OLDEST_BIN, _LINK)
     os.environ["PATH"] = _LINKS + os.pathsep + os.environ["PATH"]
 
-nox.options.sessions = ["core", "pytorch", "tensorflow", "mxnet", "extras"]
+nox.options.sessions = ["core", "pytorch", "tensorflow", "mxnet", "extras", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.default_venv_backend = "venv"
 nox.options.error_on_missing_interpreters = REQUIRE_ALL_PYTHONS
@@ -137,3 +139,16 @@ def extras(session: nox.Session) -> None:
             session.run(venv + "/bin/python", "tests/package/serve_extra.py", extra, external=True)
             shutil.rmtree(venv)
     shutil.rmtree(dist)
+
+
+# The site's settings page is generated from eikit.settings, so eikit is installed with it.
+# Arguments after ``--`` are pytest's (scripts/test passes them to every session): not here.
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    import tempfile
+
+    session.install("-e", ".[docs]")
+    session.env["NO_MKDOCS_2_WARNING"] = "1"  # Material's banner about MkDocs 2.0
+    site = tempfile.mkdtemp(prefix="eikit-site-")
+    session.run("mkdocs", "build", "--strict", "--site-dir", site)
+    shutil.rmtree(site)

@@ -499,7 +499,8 @@ def load_settings(**overrides: Any) -> Settings:
 
 
 def settings_table() -> str:
-    """The README's settings table, generated from the fields above (a test keeps them equal)."""
+    """The settings reference, generated from the fields above: the docs site's settings page
+    (docs/hooks/settings.py puts it there at build time)."""
     lines = ["| variable | default | meaning |", "|---|---|---|"]
     for field in Settings.model_fields.values():
         default = field.default

@@ -3,9 +3,7 @@ from pathlib import Path
 import pytest
 
 from eikit.cli import main
-from eikit.settings import Settings, load_settings, settings_table
-
-README = Path(__file__).resolve().parents[2] / "README.md"
+from eikit.settings import Settings, load_settings
 
 
 def test_defaults_follow_the_sagemaker_contract(monkeypatch):
@@ -44,12 +42,6 @@ def test_bad_values_are_refused_with_the_variable_name(monkeypatch, capsys):
     assert "EIKIT_ACCELERATOR" in capsys.readouterr().err
     with pytest.raises(ValueError):
         load_settings(port=0)
-
-
-def test_readme_table_lists_every_setting_as_the_code_defines_it():
-    assert settings_table() in README.read_text(), (
-        "README's settings table is out of date: paste the output of `python -m eikit.settings`"
-    )
 
 
 def test_only_the_documented_names_are_read(monkeypatch):

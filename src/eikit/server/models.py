@@ -98,7 +98,7 @@ class ModelRegistry:
         self.chain = chain
         self.metrics = metrics
         # One worker per model unless set: a multi-model endpoint holds many models, and
-        # each worker holds its model once (README, multi-model design). The workers'
+        # each worker holds its model once (docs/multi-model.md, Design). The workers'
         # settings say so, so that each divides the cores by its own model's workers.
         self.workers = settings.workers or 1
         self.model_settings = settings.model_copy(update={"workers": self.workers})
