@@ -95,6 +95,11 @@ def test_every_response_carries_a_request_id_that_the_log_lines_name(tree, start
     ok, failed = answers[0], answers[1]
     # the script sees the same id as the client
     assert ok.json()["request_id"] == ok.headers["x-request-id"]
+    # An access line is written once its answer is sent: the client may read the log first.
+    deadline = time.monotonic() + 30
+    while not all(request_id in endpoint.log() for request_id in request_ids):
+        assert time.monotonic() < deadline, endpoint.log()
+        time.sleep(0.05)
     log = endpoint.log()
     # the worker's error line and the access line of that request both name it
     failed_lines = [line for line in log.splitlines() if failed.headers["x-request-id"] in line]
