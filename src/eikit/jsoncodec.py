@@ -70,7 +70,8 @@ def loads_unsure(data: bytes) -> Tuple[Any, bool]:
 
 def _long_integer(data: bytes) -> bool:
     """Whether ``data`` may spell an integer of 19 digits or more."""
-    return _LONG_INTEGER in b" " + bytes(data).translate(_DIGITS)
+    digits = bytes(data).translate(_DIGITS)
+    return _LONG_INTEGER in digits or digits.startswith(_LONG_INTEGER[1:])
 
 
 def has_huge(value: Any) -> bool:

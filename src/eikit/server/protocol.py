@@ -82,8 +82,12 @@ def response_meta(
     headers: Dict[str, str],
     timings: Tuple[float, float, float] = NOT_TIMED,
 ) -> bytes:
-    blob = join_headers(
-        (str(k).encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()
+    blob = (
+        join_headers(
+            (str(k).encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()
+        )
+        if headers
+        else b""
     )
     return TIMINGS.pack(*timings) + b"%d\0%s\0%s" % (status, content_type.encode("latin-1"), blob)
 
