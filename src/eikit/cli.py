@@ -300,8 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     det.set_defaults(func=cmd_detect)
 
     from eikit import reliability
+    from eikit.bench.command import register as register_bench
 
     reliability.register(sub)
+    register_bench(sub)
 
     try:
         from eikit.images.commands import register

@@ -61,7 +61,8 @@ class Served:
 
     def start(self, probe: Request, timeout: float = 300.0) -> float:
         """Start the server and send ``probe`` (its URL's path, here) until it is answered
-        2xx; returns the seconds from start to that answer."""
+        2xx; returns the seconds from start to that answer. An answer other than 2xx or 503
+        (loading) is a RuntimeError: measuring it would measure failures."""
         self.port = free_port(HOST)
         env = dict(os.environ)
         env.update(self.extra_env)
@@ -97,6 +98,9 @@ class Served:
             if 200 <= status < 300:
                 self.first_ok_s = time.monotonic() - began
                 return self.first_ok_s
+            if status and status != 503:  # 503: still loading; anything else is the answer
+                self.stop()
+                raise RuntimeError("the server answers the request with %s" % text)
             last = text
             time.sleep(POLL)  # polling interval; readiness is decided by the answer
         self.stop()
