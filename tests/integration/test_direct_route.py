@@ -174,3 +174,39 @@ def test_sigterm_answers_a_running_request_then_closes_its_connection(tree, star
     assert status == 201 and headers["connection"] == "close"
     assert result["closed"] is True
     assert process.wait(30) == 0
+
+
+def test_a_body_in_many_reads_is_answered_and_a_request_after_it_waits(tree, start):
+    endpoint = start(tree)  # the default hooks: the answer shows the body arrived whole
+    rows = b"[" + b", ".join([b"[1.0, 2.0, 3.0, 4.0]"] * 20000) + b"]"  # ~420 KB
+    with connect(endpoint) as sock:
+        reader = Reader(sock)
+        raw = request(rows, ("X-Request-Id: big",))
+        for at in range(0, len(raw) - 1000, 65536):
+            sock.sendall(raw[at : at + 65536])
+            time.sleep(0.01)  # separate reads
+        # the body's last bytes and the next request in one write
+        sock.sendall(raw[at + 65536 :] + request(b"[[1, 1, 1, 1]]", ("X-Request-Id: next",)))
+        status, headers, body = reader.answer()
+        assert (status, headers["x-request-id"]) == (200, "big")
+        assert body.count(b"9.5") == 20000
+        status, headers, body = reader.answer()
+        assert (status, headers["x-request-id"], body) == (200, "next", b"[[1.0,3.5]]")
+
+
+def test_sigterm_while_a_body_arrives_still_answers_it(tree, start):
+    endpoint = start(tree)
+    process = endpoint.server.process
+    rows = b"[" + b", ".join([b"[1.0, 2.0, 3.0, 4.0]"] * 20000) + b"]"
+    raw = request(rows)
+    with connect(endpoint) as sock:
+        reader = Reader(sock)
+        sock.sendall(raw[: len(raw) // 2])
+        time.sleep(0.3)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        sock.sendall(raw[len(raw) // 2 :])
+        status, headers, body = reader.answer()
+        assert status == 200 and headers["connection"] == "close"
+        assert body.count(b"9.5") == 20000 and reader.closed()
+    assert process.wait(30) == 0

@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import time
-from typing import Any, Awaitable, Callable, Dict, List, MutableMapping, Optional, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, MutableMapping, Optional, Tuple, cast
 
 from eikit import logs
 from eikit.errors import (
@@ -336,7 +336,9 @@ class App:
             return None
         return self.direct
 
-    async def direct(self, headers: List[Tuple[bytes, bytes]], body: bytes, answer: Answer) -> None:
+    async def direct(
+        self, headers: List[Tuple[bytes, bytes]], body: protocol.Body, answer: Answer
+    ) -> None:
         """``invocations`` for a request the protocol read whole, answered through ``answer``."""
         started = time.perf_counter()
         request_id = ids.for_request(headers)
@@ -372,7 +374,7 @@ class App:
         headers: List[Tuple[bytes, bytes]],
         content_type: bytes,
         accept: bytes,
-        body: bytes,
+        body: protocol.Body,
         target: Optional[str],
         times: List[float],
     ) -> Tuple[int, bytes, List[Tuple[bytes, bytes]], bytes, Tuple[float, float, float]]:
@@ -388,13 +390,14 @@ class App:
                 failed = self.boot.failed
                 raise (ModelLoadFailed if failed else ModelNotReady)(self.boot.status())
             times[0] = time.perf_counter()
-            response_meta, answer = await pool.submit(meta, body)
+            # The pool hands the body to a worker as it is (link.Worker.send takes Pieces).
+            response_meta, answer = await pool.submit(meta, cast(bytes, body))
         else:
             if not target:
                 raise BadRequest(NO_TARGET)
             async with registry.use(target) as pool:
                 times[0] = time.perf_counter()
-                response_meta, answer = await pool.submit(meta, body)
+                response_meta, answer = await pool.submit(meta, cast(bytes, body))
         times[1] = time.perf_counter()
         status, out_type, extra, timings = protocol.parse_response_meta(response_meta)
         return status, out_type, extra, answer, timings

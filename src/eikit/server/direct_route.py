@@ -64,6 +64,21 @@ def closes(head: bytes) -> Optional[bool]:
     return None
 
 
+def closes_headers(headers: List[Tuple[bytes, bytes]]) -> Optional[bool]:
+    """``closes`` for parsed headers (lower-case names)."""
+    found = [value for name, value in headers if name == b"connection"]
+    if not found:
+        return False
+    if len(found) > 1:
+        return None
+    tokens = {token.strip().lower() for token in found[0].split(b",")}
+    if tokens == {b"keep-alive"}:
+        return False
+    if tokens == {b"close"}:
+        return True
+    return None
+
+
 def head(
     status: int,
     content_type: bytes,

@@ -33,7 +33,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from eikit import logs
 from eikit.errors import ConfigurationError, error_body
-from eikit.server import direct_route, ids
+from eikit.server import direct_route, ids, protocol
 from eikit.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -344,6 +344,9 @@ class LimitedProtocol(HttpToolsProtocol):  # type: ignore[misc]
         view = memoryview(data)
         pos, size = 0, len(data)
         while pos < size and self.phase < LINGER:
+            if self.routed.busy:  # a request of this read went direct: the rest waits
+                self._defer(bytes(view[pos:]))
+                return
             if self.phase == BODY:
                 pos = self._take_body(view, pos)
             else:
@@ -390,6 +393,32 @@ class LimitedProtocol(HttpToolsProtocol):  # type: ignore[misc]
         self.known_length = None  # used, or the parser refused the head
         self.routed.pending = False
         self.body_bytes += length
+        return True
+
+    def _direct_after_head(self, length: Optional[int]) -> bool:
+        """Whether a request whose head the parser just read takes the direct route: what
+        ``_one_request`` checks, from the parsed head."""
+        direct = self.direct
+        if (
+            direct is None
+            or self.routed.busy
+            or length is None
+            or length > direct.max_body
+            or self.url != b"/invocations"
+            or self.expect_100_continue
+            or (self.cycle is not None and not self.cycle.response_complete)
+            or self.pipeline
+        ):
+            return False
+        parser = self.parser
+        if parser.get_method() != b"POST" or parser.get_http_version() != "1.1":
+            return False
+        if parser.should_upgrade():
+            return False
+        close = direct_route.closes_headers(self.headers)
+        if close is None:
+            return False
+        self.routed.close = close
         return True
 
     def _defer(self, data: bytes) -> None:
@@ -498,10 +527,6 @@ class LimitedProtocol(HttpToolsProtocol):  # type: ignore[misc]
             self.head_tail = b""
 
     def on_headers_complete(self) -> None:
-        if self.routed.pending:
-            self.routed.body = []
-        else:
-            super().on_headers_complete()
         # The body's length, so the read can be cut where this request ends: None when
         # chunked (its end is known only to the parser), 0 with no body.
         remaining = self.known_length  # _one_request read it already
@@ -513,8 +538,15 @@ class LimitedProtocol(HttpToolsProtocol):  # type: ignore[misc]
                 elif name == b"transfer-encoding":
                     remaining = None
                     break
+            # A body in many reads (a large one) takes the direct route too: its pieces go
+            # to the worker as they came, never joined or copied again here.
+            self.routed.pending = self._direct_after_head(remaining)
         else:
             self.known_length = None
+        if self.routed.pending:
+            self.routed.body = []
+        else:
+            super().on_headers_complete()
         self.body_remaining = remaining
         if self.phase == HEAD:
             self.phase = BODY
@@ -560,7 +592,7 @@ class LimitedProtocol(HttpToolsProtocol):  # type: ignore[misc]
         assert self.direct is not None
         routed = self.routed
         chunks = routed.body
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        body = chunks[0] if len(chunks) == 1 else protocol.Pieces(chunks)
         routed.body = []
         routed.busy = True
         task = self.loop.create_task(self.direct.handler(self.headers, body, self._answer))
@@ -635,9 +667,9 @@ class LimitedProtocol(HttpToolsProtocol):  # type: ignore[misc]
             )
 
     def shutdown(self) -> None:
-        """uvicorn's graceful shutdown: a direct request in flight is answered, then the
-        connection closes."""
-        if self.routed.busy:
+        """uvicorn's graceful shutdown: a direct request in flight (or still arriving) is
+        answered, then the connection closes."""
+        if self.routed.busy or self.routed.pending:
             self.routed.close = True
         else:
             super().shutdown()
@@ -689,7 +721,14 @@ class LimitedProtocol(HttpToolsProtocol):  # type: ignore[misc]
         finally:
             logs.request_id.reset(token)
         cycle = self.cycle
-        if self.phase == HEAD:
+        routed = self.routed
+        if routed.pending:
+            # A direct request still arriving: nothing answered it yet (the previous
+            # request was answered before it could go direct).
+            routed.pending = False
+            routed.body = []
+            answer = True
+        elif self.phase == HEAD:
             # This request has no cycle yet; the previous one may still be answering.
             answer = cycle is None or cycle.response_complete
         else:

@@ -19,7 +19,7 @@ import json
 import math
 import socket
 import struct
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 HEADER = struct.Struct("!BIII")
 
@@ -33,6 +33,18 @@ RESPONSE = 5  # worker -> frontend
 COPY_LIMIT = 64 * 1024
 
 Frame = Tuple[int, int, bytes, bytes]
+
+
+class Pieces(List[bytes]):
+    """A request body in the pieces it arrived in (a large one, read by the direct route):
+    written to the worker with one ``writelines``, never joined in the frontend."""
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(piece) for piece in self)
+
+
+Body = Union[bytes, Pieces]
 
 
 def head(kind: int, request_id: int, meta: bytes, body_len: int) -> bytes:
