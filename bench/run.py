@@ -32,8 +32,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench import inprocess, load, models  # noqa: E402
+from bench import inprocess, models  # noqa: E402
 from bench import server as srv  # noqa: E402
+from eikit.bench import load  # noqa: E402
 
 # Targets and reference points from DESIGN.md ("Where the time goes"), same 2-core machines.
 TARGETS = {
@@ -193,7 +194,7 @@ def format_table(rows: List[Dict[str, Any]]) -> str:
     lines = [head, "-" * len(head)]
     for r in rows:
         src = {"s": r.get("server") or {}, "i": r.get("inprocess") or {}, "r": r}
-        errs = sum((src["s"].get("errors") or {}).values()) if src["s"] else None
+        errs = src["s"].get("failed", 0) if src["s"] else None
         cells = " ".join(f"{_fmt(src[k].get(key), f):>{w}}" for _h, w, k, key, f in _COLUMNS)
         note = f"  {r['error']}" if r.get("error") else ""
         err_cell = "-" if errs is None else str(errs)
@@ -346,8 +347,9 @@ def bench_model(
     else:
         model_path = models.save_torchscript(spec, base / "model" / "model.pt")
     body_path.write_bytes(body)
-    script = base / "wrk.lua"
-    script.write_text(load.lua_script(body_path, spec.content_type, spec.accept))
+    request = load.Request(
+        "", body, "POST", {"Content-Type": spec.content_type, "Accept": spec.accept}
+    )
     log(
         f"{spec.name}: {spec.description}; model {_size_mb(model_path):.2f} MB, "
         f"request {len(body):,} bytes"
@@ -441,7 +443,7 @@ def bench_model(
             attempt = 0
             while True:
                 try:
-                    res = measure_point(s, spec, wrk, script, c, a)
+                    res = measure_point(s, spec, wrk, request, c, a)
                     break
                 except Exception as e:
                     if attempt >= a.retries or not s.gone(grace=10):
@@ -482,14 +484,19 @@ def measure_point(
     s: srv.Server,
     spec: models.ModelSpec,
     wrk: str,
-    script: Path,
+    request: load.Request,
     c: int,
     a: argparse.Namespace,
 ) -> Dict[str, Any]:
     """Warm up, then one measured wrk run at concurrency ``c`` with CPU and noise accounting."""
-    url = s.url + "/invocations"
+    request = load.Request(s.url + "/invocations", request.body, "POST", request.headers)
+
+    def run_wrk(duration: float) -> Dict[str, Any]:
+        result = load.run(request, c, duration, engine="wrk", wrk=wrk, wrk_threads=a.wrk_threads)
+        return result.as_dict()
+
     if a.warmup > 0:
-        load.run_wrk(wrk, url, script, c, a.warmup, a.wrk_threads)
+        run_wrk(a.warmup)
     pids = s.pids()
     # Let the server finish what the warm-up left queued (its clients are gone).
     drain_s = srv.wait_idle(pids)
@@ -498,25 +505,25 @@ def measure_point(
     cpu0 = {p: srv.cpu_times(p) for p in pids}
     wrk0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     m0 = machine_cpu()
-    res = load.run_wrk(wrk, url, script, c, a.duration, a.wrk_threads)
+    res = run_wrk(a.duration)
     m1 = machine_cpu()
     wrk1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu1 = {p: srv.cpu_times(p) for p in pids}
-    if s.gone(grace=5 if load.total_errors(res) else 0):
+    if s.gone(grace=5 if res["failed"] else 0):
         raise RuntimeError(f"server exited during the point (code {s.proc.returncode})")
     res.update(cpu_accounting(pids, cpu0, cpu1, wrk0, wrk1, res["requests"]))
     res.update(other_load(m0, m1, res["server_cpu_s"] + res["wrk_cpu_s"]))
     res["drain_s"] = round(drain_s, 3)
     res["loadavg_before"] = load_before
     res["loadavg_after"] = list(os.getloadavg())
-    errs = load.total_errors(res)
+    errs = res["failed"]
     log(
         f"{spec.name}: c={c}: {res['rps']:,.1f} req/s, p50 {res['p50_ms']:.2f} ms, "
         f"p99 {res['p99_ms']:.2f} ms, server CPU "
         f"{_fmt(res['server_cpu_ms_per_req'], '.3f')} ms/req "
         f"({res['server_cpu_split']}; {_fmt(res['server_sys_share'], '.0%')} in kernel), "
         f"wrk CPU {_fmt(res['wrk_cpu_ms_per_req'], '.3f')} ms/req"
-        + (f", {errs} ERRORS {res['errors']}" if errs else "")
+        + (f", {errs} FAILED ({res['non_2xx']} non-2xx, socket {res['errors']})" if errs else "")
     )
     _warn_noise(res)
     return res
@@ -550,7 +557,7 @@ def rows_of(results: List[Dict[str, Any]], concurrency: List[int]) -> List[Dict[
                 }
             if pt is None and any((r.get("server") or {}).get("error") for r in runs):
                 row["error"] = "server failed (see JSON/log)"
-            elif pt and load.total_errors(pt):
+            elif pt and pt.get("failed"):
                 row["error"] = "HTTP/socket errors: req/s not trustworthy"
             rows.append(row)
     return rows
@@ -560,10 +567,9 @@ def main(argv: List[str] | None = None) -> int:
     a = parse_args(argv)
     wrk = None
     if not a.no_server:
-        try:
-            wrk = load.find_wrk(a.wrk)
-        except FileNotFoundError as e:
-            print(str(e), file=sys.stderr)
+        wrk = load.find_wrk(a.wrk)
+        if wrk is None:
+            print(load.WRK_HINT, file=sys.stderr)
             return 2
     facts = machine_facts(wrk)
     log(

@@ -22,7 +22,7 @@ through the server) and the table gives the medians, each ratio against its own 
 baseline: on a shared machine the load moves between the two.
 
 Runs in the TensorFlow environment (``nox -s tensorflow`` makes ``.nox/tensorflow``); needs
-wrk. Reuses bench/load.py (wrk) and bench/server.py (the server process).
+wrk. Reuses eikit.bench.load (wrk) and bench/server.py (the server process).
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench import load  # noqa: E402
 from bench import server as srv  # noqa: E402
+from eikit.bench import load  # noqa: E402
 
 JSON = "application/json"
 SHAPE = (1, 224, 224, 3)
@@ -197,14 +197,15 @@ def main(argv: List[str]) -> int:
     p.add_argument("--rounds", type=int, default=1, help="alternate the two sides; medians")
     a = p.parse_args(argv)
     wrk = load.find_wrk(a.wrk)
+    if wrk is None:
+        raise SystemExit(load.WRK_HINT)
     work = Path(tempfile.mkdtemp(prefix="eikit-bench-tf-"))
     model_dir = work / "model" / "1"
     params = save_model(model_dir)
     body = request_body()
     body_path = work / "request.json"
     body_path.write_bytes(body)
-    script = work / "wrk.lua"
-    script.write_text(load.lua_script(body_path, JSON, JSON))
+    request = load.Request("", body, "POST", {"Content-Type": JSON, "Accept": JSON})
     log(
         "resnet18 (Keras, %s parameters), request %s bytes"
         % (format(params, ","), format(len(body), ","))
@@ -243,15 +244,16 @@ def main(argv: List[str]) -> int:
                 log("server ready in %.1fs; its answer matches in-process" % server.startup_s)
             found: Dict[str, Any] = {"inprocess_rps": baseline["rps"], "points": []}
             for c in concurrency:
-                load.run_wrk(wrk, url, script, c, a.warmup)
+                target = load.Request(url, request.body, "POST", request.headers)
+                load.run(target, c, a.warmup, engine="wrk", wrk=wrk)
                 srv.wait_idle(server.pids())
-                res = load.run_wrk(wrk, url, script, c, a.duration)
+                res = load.run(target, c, a.duration, engine="wrk", wrk=wrk).as_dict()
                 point = {
                     "concurrency": c,
                     "rps": res["rps"],
                     "p50_ms": res["p50_ms"],
                     "p99_ms": res["p99_ms"],
-                    "errors": load.total_errors(res),
+                    "errors": res["failed"],
                     "ratio": res["rps"] / baseline["rps"],
                 }
                 log(

@@ -349,11 +349,13 @@ def build_parser() -> argparse.ArgumentParser:
     det.set_defaults(func=cmd_detect)
 
     from eikit import reliability
+    from eikit.bench.command import register as register_bench
 
     reliability.register(sub)
     from eikit.compile.cli import register as register_compile
 
     register_compile(sub)
+    register_bench(sub)
 
     try:
         from eikit.images.commands import register

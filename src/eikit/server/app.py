@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import time
-from typing import Any, Awaitable, Callable, Dict, List, MutableMapping, Optional, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, MutableMapping, Optional, Tuple, cast
 
 from eikit import logs
 from eikit.errors import (
@@ -79,14 +79,43 @@ def header_text(value: bytes) -> str:
         return value.decode("latin-1")
 
 
-async def reply_error(send: Send, request_id: bytes, exc: BaseException) -> None:
+def error_answer(exc: BaseException) -> Tuple[int, bytes, Optional[List[Tuple[bytes, bytes]]]]:
+    """Status, JSON body and extra headers that tell the client about ``exc``."""
     message = exc.message if isinstance(exc, EikitError) else "internal error"
     # A refused body is not read: close rather than read it all to reach the next request.
     extra = CLOSE if isinstance(exc, PayloadTooLarge) else None
     status = status_of(exc)
     if 400 <= status < 500:
         logs.rejected(log, status, exc)
-    await reply(send, request_id, status, error_body(message, code_of(exc)), extra=extra)
+    return status, error_body(message, code_of(exc)), extra
+
+
+async def reply_error(send: Send, request_id: bytes, exc: BaseException) -> None:
+    status, body, extra = error_answer(exc)
+    await reply(send, request_id, status, body, extra=extra)
+
+
+def scan_headers(
+    headers: List[Tuple[bytes, bytes]], target: Optional[str]
+) -> Tuple[bytes, bytes, int, Optional[str]]:
+    """What an invocation needs of its headers: Content-Type, Accept, Content-Length (-1
+    when missing) and the target model (``target`` when the path named it)."""
+    content_type = accept = b""
+    length = -1
+    for name, value in headers:
+        if name == b"content-type":
+            content_type = value
+        elif name == b"accept":
+            accept = value
+        elif name == b"content-length" and value.isdigit():
+            length = int(value)
+        elif name == TARGET_HEADER and target is None:
+            target = header_text(value)
+    return content_type, accept, length, target
+
+
+# status, Content-Type, body, extra headers, request id: an answer the direct route writes
+Answer = Callable[[int, bytes, bytes, List[Tuple[bytes, bytes]], bytes], None]
 
 
 class _Recorder:
@@ -266,89 +295,146 @@ class App:
         request_id: bytes,
         target: Optional[str] = None,
     ) -> None:
-        """``target``: the model named by the path (multi-model), which the
-        ``X-Amzn-SageMaker-Target-Model`` header names otherwise."""
+        """Answer one invocation through ASGI. ``target``: the model named by the path
+        (multi-model), which the ``X-Amzn-SageMaker-Target-Model`` header names otherwise.
+        The body is read inline when it came in one piece (each coroutine level costs)."""
         started = time.perf_counter()
-        status = 500
-        timings = protocol.NOT_TIMED
-        submitted = finished = math.nan
-        try:
-            status, timings, submitted, finished = await self._invoke(
-                scope, receive, send, request_id, target
-            )
-        finally:
-            if self.metrics is not None:
-                total = time.perf_counter() - started
-                decode, predict, encode = timings
-                worker = decode + predict + encode  # NaN unless all three ran
-                if math.isnan(worker):
-                    worker = sum(value for value in timings if not math.isnan(value))
-                queue = finished - submitted - worker
-                self.metrics.request((status, total, queue, decode, predict, encode))
-
-    async def _invoke(
-        self, scope: Scope, receive: Receive, send: Send, request_id: bytes, target: Optional[str]
-    ) -> Tuple[int, Tuple[float, float, float], float, float]:
-        """Answer one invocation; return its status, the worker's phase timings and when
-        it was handed to the pool and answered by it (NaN where it never got there)."""
         # Headers stay bytes: the worker parses them only if the script asks for them.
         headers = scope["headers"]
-        submitted = finished = math.nan
-        content_type = accept = b""
-        length = -1
-        for name, value in headers:
-            if name == b"content-type":
-                content_type = value
-            elif name == b"accept":
-                accept = value
-            elif name == b"content-length" and value.isdigit():
-                length = int(value)
-            elif name == TARGET_HEADER and target is None:
-                target = header_text(value)
+        content_type, accept, length, target = scan_headers(headers, target)
+        times = [math.nan, math.nan]  # handed to the pool, answered by it
         try:
-            body = await self.read_body(receive, length)
-            meta = protocol.request_meta(
-                request_id, content_type, accept, protocol.join_headers(headers)
-            )
-            registry = self.boot.registry
-            if registry is None:
-                pool = self.boot.pool
-                if pool is None:
-                    failed = self.boot.failed
-                    raise (ModelLoadFailed if failed else ModelNotReady)(self.boot.status())
-                submitted = time.perf_counter()
-                response_meta, answer = await pool.submit(meta, body)
+            limit = self.settings.max_payload_bytes
+            message = await receive() if length <= limit else None
+            if (
+                message is not None
+                and message["type"] == "http.request"
+                and not message.get("more_body", False)
+                and len(message.get("body", b"")) <= limit
+            ):
+                body = message.get("body", b"")
             else:
-                if not target:
-                    raise BadRequest(NO_TARGET)
-                async with registry.use(target) as model:
-                    submitted = time.perf_counter()
-                    response_meta, answer = await model.submit(meta, body)
-            finished = time.perf_counter()
-        except asyncio.CancelledError:
+                body = await self.read_body(receive, length, first=message)
+            status, out_type, extra, answer, timings = await self._predict(
+                request_id, headers, content_type, accept, body, target, times
+            )
+        except (Exception, asyncio.CancelledError) as exc:
+            status, answer, extra_error = error_answer(self._invocation_error(exc))
+            await reply(send, request_id, status, answer, extra=extra_error)
+            self._measured(status, started, times, protocol.NOT_TIMED)
+            return
+        try:
+            await reply(send, request_id, status, answer, out_type, extra)
+        finally:
+            self._measured(status, started, times, timings)
+
+    def direct_route(self) -> Optional[Callable[..., Awaitable[None]]]:
+        """The handler for ``POST /invocations`` without the ASGI cycle (eikit.server.http
+        writes its answer in one go), where this server takes it: single-model, no access
+        log (whose line needs the route's view of the exchange)."""
+        if self.settings.multi_model or self.access_log:
+            return None
+        return self.direct
+
+    async def direct(
+        self, headers: List[Tuple[bytes, bytes]], body: protocol.Body, answer: Answer
+    ) -> None:
+        """``invocations`` for a request the protocol read whole, answered through ``answer``."""
+        started = time.perf_counter()
+        request_id = ids.for_request(headers)
+        logs.request_id.set(request_id.decode("latin-1"))  # this task's log lines
+        content_type, accept, _, target = scan_headers(headers, None)
+        times = [math.nan, math.nan]
+        try:
+            status, out_type, extra, out, timings = await self._predict(
+                request_id, headers, content_type, accept, body, target, times
+            )
+        except (Exception, asyncio.CancelledError) as exc:
+            status, out, extra_error = error_answer(self._invocation_error(exc))
+            answer(status, JSON_TYPE, out, extra_error or [], request_id)
+            self._measured(status, started, times, protocol.NOT_TIMED)
+            return
+        answer(status, out_type, out, extra, request_id)
+        self._measured(status, started, times, timings)
+
+    def _invocation_error(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, asyncio.CancelledError):
             # Only shutdown cancels a request (EIKIT_GRACEFUL_TIMEOUT ran out): answer in
             # JSON rather than let uvicorn send its text/plain 500.
             message = "server shut down before the request finished (EIKIT_GRACEFUL_TIMEOUT=%gs)"
-            error = ModelNotReady(message % self.settings.graceful_timeout)
-            await reply_error(send, request_id, error)
-            return error.status, protocol.NOT_TIMED, submitted, finished
-        except Exception as exc:
-            if not isinstance(exc, EikitError):
-                log.exception("invocation failed in the frontend")
-                exc = InternalError("internal error")
-            await reply_error(send, request_id, exc)
-            return status_of(exc), protocol.NOT_TIMED, submitted, finished
-        status, out_type, extra, timings = protocol.parse_response_meta(response_meta)
-        await reply(send, request_id, status, answer, out_type, extra)
-        return status, timings, submitted, finished
+            return ModelNotReady(message % self.settings.graceful_timeout)
+        if not isinstance(exc, EikitError):
+            log.exception("invocation failed in the frontend", exc_info=exc)
+            return InternalError("internal error")
+        return exc
 
-    async def read_body(self, receive: Receive, length: int, limit: Optional[int] = None) -> bytes:
-        """The request body, at most ``limit`` bytes (default: the payload limit), else 413."""
+    async def _predict(
+        self,
+        request_id: bytes,
+        headers: List[Tuple[bytes, bytes]],
+        content_type: bytes,
+        accept: bytes,
+        body: protocol.Body,
+        target: Optional[str],
+        times: List[float],
+    ) -> Tuple[int, bytes, List[Tuple[bytes, bytes]], bytes, Tuple[float, float, float]]:
+        """Send the request to a worker: its status, Content-Type, extra headers, body and
+        phase timings. ``times`` gets when the pool took it and when it answered."""
+        meta = protocol.request_meta(
+            request_id, content_type, accept, protocol.join_headers(headers)
+        )
+        registry = self.boot.registry
+        if registry is None:
+            pool = self.boot.pool
+            if pool is None:
+                failed = self.boot.failed
+                raise (ModelLoadFailed if failed else ModelNotReady)(self.boot.status())
+            times[0] = time.perf_counter()
+            # The pool hands the body to a worker as it is (link.Worker.send takes Pieces).
+            response_meta, answer = await pool.submit(meta, cast(bytes, body))
+        else:
+            if not target:
+                raise BadRequest(NO_TARGET)
+            async with registry.use(target) as model:
+                times[0] = time.perf_counter()
+                response_meta, answer = await model.submit(meta, cast(bytes, body))
+        times[1] = time.perf_counter()
+        status, out_type, extra, timings = protocol.parse_response_meta(response_meta)
+        return status, out_type, extra, answer, timings
+
+    def _measured(
+        self,
+        status: int,
+        started: float,
+        times: List[float],
+        timings: Tuple[float, float, float],
+    ) -> None:
+        """One invocation's sample: its status, and its time in total, waiting and reaching
+        a worker, and in each phase of the worker (NaN where it never got there)."""
+        if self.metrics is None:
+            return
+        decode, predict, encode = timings
+        worker = decode + predict + encode  # NaN unless all three ran
+        if worker != worker:
+            worker = sum(value for value in timings if value == value)
+        total = time.perf_counter() - started
+        queue = times[1] - times[0] - worker
+        self.metrics.request((status, total, queue, decode, predict, encode))
+
+    async def read_body(
+        self,
+        receive: Receive,
+        length: int,
+        limit: Optional[int] = None,
+        first: Optional[Message] = None,
+    ) -> bytes:
+        """The request body, at most ``limit`` bytes (default: the payload limit), else 413.
+        ``first``: the first message, when the caller has received it already."""
         if limit is None:
             limit = self.settings.max_payload_bytes
         if length > limit:
             raise PayloadTooLarge(self._too_large(length, limit))
-        message = await receive()
+        message = first if first is not None else await receive()
         if message["type"] != "http.request":
             raise BadRequest("client disconnected before its body arrived")
         body = message.get("body", b"")

@@ -24,7 +24,8 @@ import asyncio
 import http
 import logging
 import os
-from typing import Any, Dict, NamedTuple, Optional, Set, Type
+import re
+from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple, Type
 
 import httptools
 from uvicorn.protocols.http import httptools_impl
@@ -32,7 +33,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from eikit import logs
 from eikit.errors import ConfigurationError, error_body
-from eikit.server import ids
+from eikit.server import direct_route, ids, protocol
 from eikit.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,9 @@ log = logging.getLogger(__name__)
 # LINGER: answered and closing; what arrives is discarded. CLOSED: gone.
 IDLE, HEAD, BODY, LINGER, CLOSED = range(5)
 
+# Headers that take a request off the one-call path (LimitedProtocol._one_request).
+_UNUSUAL = re.compile(rb"\r\n(?:transfer-encoding|upgrade|expect|connection:[^\r]*upgrade)")
+
 LINGER_SECONDS = 5.0  # longest a closing connection waits for the client to stop sending
 REJECT_LINGER = 16  # refused connections (over the limit) that may linger at once
 FD_RESERVE = 32  # descriptors the frontend keeps besides connections: listener, loop, logs
@@ -49,6 +53,9 @@ FD_PER_WORKER = 4  # a worker's socket, plus a respawn's socketpair and exec pip
 LOG_EVERY = 10.0  # seconds between two warnings of one kind
 BODY_WIRE_FACTOR = 4  # chunked framing may add this much to a body before it is refused
 HEAD_END = b"\r\n\r\n"
+STATUS_LINE = b"HTTP/1.1 "  # how uvicorn's responses begin (its STATUS_LINE table)
+CONTINUE = b"HTTP/1.1 100 "
+BODY_COPY_LIMIT = 64 * 1024  # a larger body is not copied to join its head: two buffers
 
 UVICORN_HOOKS = (
     "connection_made",
@@ -56,9 +63,12 @@ UVICORN_HOOKS = (
     "on_message_begin",
     "on_headers_complete",
     "on_message_complete",
+    "on_response_complete",
     "on_body",
     "send_400_response",
     "shutdown",
+    "on_url",
+    "on_header",
     "_unset_keepalive_if_required",
 )
 
@@ -195,25 +205,59 @@ class Watchdog:
 
 
 class _Transport:
-    """The connection's transport as uvicorn's request cycle sees it: the same ``write``, but
-    ``close`` lets an unread request body drain first, so the answer reaches the client."""
+    """The connection's transport as uvicorn's request cycle sees it: ``close`` lets an unread
+    request body drain first, so the answer reaches the client; and a response's head goes
+    out with the body's first bytes, in one write (uvicorn writes them apart: a second
+    send, and a second TCP segment, per answer).
 
-    __slots__ = ("_protocol", "_real", "get_extra_info", "pause_reading", "resume_reading")
+    The head is held until the next write, the end of the response, or a close; an interim
+    ``100 Continue`` is not held (the client waits for it before it sends the body)."""
+
+    __slots__ = (
+        "_protocol",
+        "_real",
+        "_held",
+        "get_extra_info",
+        "pause_reading",
+        "resume_reading",
+    )
 
     def __init__(self, real: asyncio.Transport, protocol: LimitedProtocol) -> None:
         self._protocol = protocol
         self._real = real
+        self._held: Optional[bytes] = None
         self.get_extra_info = real.get_extra_info
         self.pause_reading = real.pause_reading
         self.resume_reading = real.resume_reading
 
     def write(self, data: bytes) -> None:
+        real = self._real
         # A client that left while its request ran (pipelined ones are not all told): uvloop
         # raises on a write to a closed transport, and the answer has nobody to go to.
-        if not self._real.is_closing():
-            self._real.write(data)
+        if real.is_closing():
+            return
+        held = self._held
+        if held is not None:
+            self._held = None
+            if len(data) > BODY_COPY_LIMIT:
+                real.writelines((held, data))
+            else:
+                real.write(held + data)
+        elif data.startswith(STATUS_LINE) and not data.startswith(CONTINUE):
+            self._held = data  # a response head: its body follows
+        else:
+            real.write(data)
+
+    def flush(self) -> None:
+        """Send a held head (its response ended without a body: HEAD, 204, 304)."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            if not self._real.is_closing():
+                self._real.write(held)
 
     def close(self) -> None:
+        self.flush()
         self._protocol.close_after_response()
 
     def is_closing(self) -> bool:
@@ -229,9 +273,11 @@ class LimitedProtocol(HttpToolsProtocol):  # type: ignore[misc]
 
     limits: Limits
     watchdog: Watchdog
+    direct: Optional[direct_route.Route] = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.routed = direct_route.Exchange()  # the direct route's state on this connection
         self.phase = IDLE
         self.since = 0.0  # when the current phase's deadline started
         self.head_bytes = 0
@@ -239,6 +285,7 @@ class LimitedProtocol(HttpToolsProtocol):  # type: ignore[misc]
         self.body_bytes = 0
         self.body_remaining: Optional[int] = 0  # of the current request, when known
         self.upgrade_body = False  # reading an ignored Upgrade request's body ourselves
+        self.known_length: Optional[int] = None  # the body's length, when read before parsing
         self.rejected = False
         self.real: Optional[asyncio.Transport] = None
 
@@ -289,13 +336,99 @@ class LimitedProtocol(HttpToolsProtocol):  # type: ignore[misc]
         """Hand the parser one request's part of the read at a time: a head up to its blank
         line, a body up to its declared length. Each head is then counted from its own
         first byte, even when a pipelined request ends in the same read."""
+        if self.routed.busy:
+            self._defer(data)
+            return
+        if self.phase == IDLE and self._one_request(data):
+            return
         view = memoryview(data)
         pos, size = 0, len(data)
         while pos < size and self.phase < LINGER:
+            if self.routed.busy:  # a request of this read went direct: the rest waits
+                self._defer(bytes(view[pos:]))
+                return
             if self.phase == BODY:
                 pos = self._take_body(view, pos)
             else:
                 pos = self._take_head(data, view, pos)
+
+    def _one_request(self, data: bytes) -> bool:
+        """The common read, in one parser call: exactly one whole request, its head within
+        the limit and its body as long as its one Content-Length says (or no body), nothing
+        after it, no Upgrade, Expect or Transfer-Encoding. Anything else: False, and the
+        read is taken apart as usual."""
+        end = data.find(HEAD_END, 0, self.limits.max_header_bytes)
+        if end == -1:
+            return False
+        end += len(HEAD_END)
+        head = data[:end].lower()
+        at = head.find(b"\r\ncontent-length:")
+        if at == -1:
+            length = 0
+        else:
+            start = at + 17
+            stop = head.find(b"\r\n", start)
+            value = head[start:stop].strip()
+            if not value.isdigit() or head.find(b"\r\ncontent-length:", stop) != -1:
+                return False
+            length = int(value)
+        if end + length != len(data) or _UNUSUAL.search(head) is not None:
+            return False
+        self.phase = HEAD
+        self.since = self.loop.time()
+        self.head_bytes = end
+        self.head_tail = b""
+        self.known_length = length
+        direct = self.direct
+        if (
+            direct is not None
+            and data.startswith(direct_route.REQUEST_LINE)
+            and length <= direct.max_body
+            and (self.cycle is None or self.cycle.response_complete)
+        ):
+            close = direct_route.closes(head)
+            self.routed.pending = close is not None
+            self.routed.close = bool(close)
+        self._feed(data)
+        self.known_length = None  # used, or the parser refused the head
+        self.routed.pending = False
+        self.body_bytes += length
+        return True
+
+    def _direct_after_head(self, length: Optional[int]) -> bool:
+        """Whether a request whose head the parser just read takes the direct route: what
+        ``_one_request`` checks, from the parsed head."""
+        direct = self.direct
+        if (
+            direct is None
+            or self.routed.busy
+            or length is None
+            or length > direct.max_body
+            or self.url != b"/invocations"
+            or self.expect_100_continue
+            or (self.cycle is not None and not self.cycle.response_complete)
+            or self.pipeline
+        ):
+            return False
+        parser = self.parser
+        if parser.get_method() != b"POST" or parser.get_http_version() != "1.1":
+            return False
+        if parser.should_upgrade():
+            return False
+        close = direct_route.closes_headers(self.headers)
+        if close is None:
+            return False
+        self.routed.close = close
+        return True
+
+    def _defer(self, data: bytes) -> None:
+        """A read while a direct request runs (a pipelining client): parsed once it is
+        answered, so answers keep their order; past a head's worth, reading pauses."""
+        routed = self.routed
+        routed.deferred.append(data)
+        routed.deferred_bytes += len(data)
+        if routed.deferred_bytes > self.limits.max_header_bytes:
+            self.flow.pause_reading()
 
     def _take_head(self, data: bytes, view: memoryview, pos: int) -> int:
         if self.phase == IDLE:
@@ -381,7 +514,12 @@ class LimitedProtocol(HttpToolsProtocol):  # type: ignore[misc]
     # --- httptools callbacks (per request: keep them cheap) -------------------
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        if self.routed.pending:  # no ASGI scope: the direct route reads the headers only
+            self.url = b""
+            self.headers: List[Tuple[bytes, bytes]] = []
+            self.expect_100_continue = False
+        else:
+            super().on_message_begin()
         if self.phase == IDLE:  # only where a head did not end on its blank line (bare LFs)
             self.phase = HEAD
             self.since = self.loop.time()
@@ -389,16 +527,26 @@ class LimitedProtocol(HttpToolsProtocol):  # type: ignore[misc]
             self.head_tail = b""
 
     def on_headers_complete(self) -> None:
-        super().on_headers_complete()
         # The body's length, so the read can be cut where this request ends: None when
         # chunked (its end is known only to the parser), 0 with no body.
-        remaining: Optional[int] = 0
-        for name, value in self.headers:
-            if name == b"content-length":
-                remaining = int(value) if value.isdigit() else None
-            elif name == b"transfer-encoding":
-                remaining = None
-                break
+        remaining = self.known_length  # _one_request read it already
+        if remaining is None:
+            remaining = 0
+            for name, value in self.headers:
+                if name == b"content-length":
+                    remaining = int(value) if value.isdigit() else None
+                elif name == b"transfer-encoding":
+                    remaining = None
+                    break
+            # A body in many reads (a large one) takes the direct route too: its pieces go
+            # to the worker as they came, never joined or copied again here.
+            self.routed.pending = self._direct_after_head(remaining)
+        else:
+            self.known_length = None
+        if self.routed.pending:
+            self.routed.body = []
+        else:
+            super().on_headers_complete()
         self.body_remaining = remaining
         if self.phase == HEAD:
             self.phase = BODY
@@ -408,9 +556,17 @@ class LimitedProtocol(HttpToolsProtocol):  # type: ignore[misc]
     def on_body(self, body: bytes) -> None:
         if self.body_remaining is not None:
             self.body_remaining -= len(body)
-        super().on_body(body)
+        if self.routed.pending:
+            self.routed.body.append(body)
+        else:
+            super().on_body(body)
 
     def on_message_complete(self) -> None:
+        if self.routed.pending:
+            self.routed.pending = False
+            self.phase = IDLE
+            self._start_direct()
+            return
         if self.body_remaining != 0 and self.parser.should_upgrade():
             if self.body_remaining is None:  # chunked: not worth a parser of our own
                 self._refuse(
@@ -425,6 +581,98 @@ class LimitedProtocol(HttpToolsProtocol):  # type: ignore[misc]
         super().on_message_complete()
         if self.phase == BODY:
             self.phase = IDLE
+
+    def on_response_complete(self) -> None:
+        self.transport.flush()
+        super().on_response_complete()
+
+    # --- the direct route (eikit.server.direct_route) ------------------------------
+
+    def _start_direct(self) -> None:
+        assert self.direct is not None
+        routed = self.routed
+        chunks = routed.body
+        body = chunks[0] if len(chunks) == 1 else protocol.Pieces(chunks)
+        routed.body = []
+        routed.busy = True
+        task = self.loop.create_task(self.direct.handler(self.headers, body, self._answer))
+        routed.task = task
+        task.add_done_callback(self._direct_done)
+        self.tasks.add(task)  # uvicorn's graceful shutdown waits for it, as for its own
+
+    def _answer(
+        self,
+        status: int,
+        content_type: bytes,
+        body: bytes,
+        extra: List[Tuple[bytes, bytes]],
+        request_id: bytes,
+    ) -> None:
+        """Write a direct request's answer, head and body in one write."""
+        routed = self.routed
+        if not routed.busy:
+            return
+        real = self.real
+        if real is not None and not real.is_closing():
+            try:
+                head = direct_route.head(
+                    status,
+                    content_type,
+                    len(body),
+                    request_id,
+                    extra,
+                    self.server_state,
+                    routed.close,
+                )
+            except ValueError as exc:
+                log.error("answer not sent: %s", exc)
+                body = error_body("internal error", "internal_error")
+                head = direct_route.head(
+                    500,
+                    b"application/json",
+                    len(body),
+                    request_id,
+                    [],
+                    self.server_state,
+                    routed.close,
+                )
+            if len(body) > BODY_COPY_LIMIT:
+                real.writelines((head, body))
+            else:
+                real.write(head + body)
+        routed.busy = False
+        routed.task = None
+        if routed.close:
+            self.close_after_response()
+            return
+        self.on_response_complete()  # uvicorn's: resume reading, keep-alive timer, counts
+        if routed.deferred and self.phase < LINGER:
+            data = b"".join(routed.deferred)
+            routed.deferred.clear()
+            routed.deferred_bytes = 0
+            self.data_received(data)
+
+    def _direct_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if self.routed.task is task:  # it ended without answering: a bug, never silence
+            if not task.cancelled() and task.exception() is not None:
+                log.error("direct route failed", exc_info=task.exception())
+            self.routed.close = True
+            self._answer(
+                500,
+                b"application/json",
+                error_body("internal error", "internal_error"),
+                [],
+                ids.new(),
+            )
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful shutdown: a direct request in flight (or still arriving) is
+        answered, then the connection closes."""
+        if self.routed.busy or self.routed.pending:
+            self.routed.close = True
+        else:
+            super().shutdown()
 
     def send_400_response(self, msg: str) -> None:
         """The parser refused the request: answer in JSON rather than uvicorn's text."""
@@ -451,6 +699,7 @@ class LimitedProtocol(HttpToolsProtocol):  # type: ignore[misc]
         real = self.real
         if real is None or real.is_closing():
             return
+        self.transport.flush()
         if not real.can_write_eof():
             real.close()
             return
@@ -472,7 +721,14 @@ class LimitedProtocol(HttpToolsProtocol):  # type: ignore[misc]
         finally:
             logs.request_id.reset(token)
         cycle = self.cycle
-        if self.phase == HEAD:
+        routed = self.routed
+        if routed.pending:
+            # A direct request still arriving: nothing answered it yet (the previous
+            # request was answered before it could go direct).
+            routed.pending = False
+            routed.body = []
+            answer = True
+        elif self.phase == HEAD:
             # This request has no cycle yet; the previous one may still be answering.
             answer = cycle is None or cycle.response_complete
         else:
@@ -497,6 +753,8 @@ class LimitedProtocol(HttpToolsProtocol):  # type: ignore[misc]
     # --- deadlines (checked by the server's Watchdog) --------------------------
 
     def check(self, now: float) -> None:
+        if self.routed.busy:
+            return  # a direct request runs: the pool's timeout applies, not the client's
         phase = self.phase
         waited = now - self.since
         limits = self.limits
@@ -525,9 +783,11 @@ class LimitedProtocol(HttpToolsProtocol):  # type: ignore[misc]
             self.real.close()
 
 
-def protocol_class(limits: Limits) -> Type[LimitedProtocol]:
-    """A protocol class for one server (uvicorn ``Config(http=...)``)."""
+def protocol_class(
+    limits: Limits, direct: Optional[direct_route.Route] = None
+) -> Type[LimitedProtocol]:
+    """A protocol class for one server (uvicorn ``Config(http=...)``); ``direct``: the route
+    it answers without the ASGI cycle, if any."""
     check_uvicorn()
-    return type(
-        "LimitedProtocol", (LimitedProtocol,), {"limits": limits, "watchdog": Watchdog(limits)}
-    )
+    attributes = {"limits": limits, "watchdog": Watchdog(limits), "direct": direct}
+    return type("LimitedProtocol", (LimitedProtocol,), attributes)

@@ -65,15 +65,18 @@ class Worker(asyncio.Protocol):
         self.pool.on_exit(self)
 
     # frontend side
-    def send(self, kind: int, meta: bytes, body: bytes = b"") -> None:
+    def send(self, kind: int, meta: bytes, body: protocol.Body = b"") -> None:
         assert self.transport is not None
+        if isinstance(body, protocol.Pieces):
+            self.transport.writelines([protocol.head(kind, 0, meta, body.nbytes), *body])
+            return
         start = protocol.head(kind, 0, meta, len(body))
         if len(body) > protocol.COPY_LIMIT:
             self.transport.writelines((start, body))
         else:
             self.transport.write(start + body)
 
-    def send_request(self, future: asyncio.Future, meta: bytes, body: bytes) -> None:
+    def send_request(self, future: asyncio.Future, meta: bytes, body: protocol.Body) -> None:
         """Queue a request on this worker. A write that fails (EPIPE: the worker exited and
         the frontend has not yet read its EOF) closes the transport at once; a request that
         would have been the worker's next one then never reached it and is resent."""

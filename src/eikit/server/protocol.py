@@ -19,7 +19,7 @@ import json
 import math
 import socket
 import struct
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 HEADER = struct.Struct("!BIII")
 
@@ -33,6 +33,18 @@ RESPONSE = 5  # worker -> frontend
 COPY_LIMIT = 64 * 1024
 
 Frame = Tuple[int, int, bytes, bytes]
+
+
+class Pieces(List[bytes]):
+    """A request body in the pieces it arrived in (a large one, read by the direct route):
+    written to the worker with one ``writelines``, never joined in the frontend."""
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(piece) for piece in self)
+
+
+Body = Union[bytes, Pieces]
 
 
 def head(kind: int, request_id: int, meta: bytes, body_len: int) -> bytes:
@@ -82,8 +94,12 @@ def response_meta(
     headers: Dict[str, str],
     timings: Tuple[float, float, float] = NOT_TIMED,
 ) -> bytes:
-    blob = join_headers(
-        (str(k).encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()
+    blob = (
+        join_headers(
+            (str(k).encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()
+        )
+        if headers
+        else b""
     )
     return TIMINGS.pack(*timings) + b"%d\0%s\0%s" % (status, content_type.encode("latin-1"), blob)
 

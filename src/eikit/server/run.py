@@ -11,6 +11,7 @@ import uvicorn
 
 from eikit import logs
 from eikit.server.app import App
+from eikit.server.direct_route import Route
 from eikit.server.http import Limits, connection_cap, protocol_class
 from eikit.settings import Settings
 
@@ -67,11 +68,15 @@ def serve(settings: Settings) -> int:
     app = App(settings)
     limits = Limits.from_settings(settings, connection_cap(settings))
     log.debug("HTTP limits: %s", limits)
+    handler = app.direct_route()
+    direct = None if handler is None else Route(handler, settings.max_payload_bytes)
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
-        http=protocol_class(limits),  # uvicorn's httptools protocol with eikit.server.http's limits
+        http=protocol_class(
+            limits, direct
+        ),  # uvicorn's httptools protocol with eikit.server.http's limits
         ws="none",
         log_config=None,
         access_log=False,  # eikit.server.app writes the access log (EIKIT_ACCESS_LOG)
