@@ -48,6 +48,7 @@ if str(REPO) not in sys.path:
 
 from bench import server as srv  # noqa: E402
 from bench.inprocess import percentile_ms  # noqa: E402
+from eikit.ping import exited, wait_ready  # noqa: E402
 
 JSON = "application/json"
 MIB = 1024 * 1024
@@ -508,20 +509,12 @@ class MmsServer(srv.Server):
         self._wait_ready(t0)
 
     def _wait_ready(self, t0: float) -> None:
-        deadline = t0 + self.ready_timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"MMS exited with {self.proc.returncode} before it was ready; log:\n"
-                    + self.log_tail()
-                )
-            try:
-                if srv.http("GET", self.url + "/ping", timeout=2.0)[0] == 200:
-                    self.startup_s = time.monotonic() - t0
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)  # polling interval; readiness is decided by /ping
+        ready = wait_ready(self.url, t0 + self.ready_timeout, exited(self.proc), interval=0.1)
+        if ready.status == 200:
+            self.startup_s = time.monotonic() - t0
+            return
+        if not ready.timed_out:
+            raise RuntimeError(f"MMS {ready.why_not} before it was ready; log:\n{self.log_tail()}")
         self.stop()
         raise TimeoutError(
             f"MMS not ready after {self.ready_timeout:.0f}s; log:\n{self.log_tail()}"

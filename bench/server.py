@@ -13,6 +13,8 @@ import urllib.request
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+from eikit.ping import exited, wait_ready
+
 HOST = "127.0.0.1"
 
 
@@ -166,27 +168,17 @@ class Server:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        deadline = t0 + self.ready_timeout
-        last = "no answer"
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"server exited with {self.proc.returncode} before it was ready; log:\n"
-                    + self.log_tail()
-                )
-            try:
-                code, _ = http("GET", self.url + "/ping", timeout=2.0)
-                if code == 200:
-                    self.startup_s = time.monotonic() - t0
-                    return
-                last = f"HTTP {code}"
-            except OSError as e:
-                last = type(e).__name__
-            # Polling interval, not a fixed sleep: readiness is decided by /ping.
-            time.sleep(0.05)
+        ready = wait_ready(self.url, t0 + self.ready_timeout, exited(self.proc))
+        if ready.status == 200:
+            self.startup_s = time.monotonic() - t0
+            return
+        if not ready.timed_out:
+            raise RuntimeError(
+                f"server {ready.why_not} before it was ready; log:\n{self.log_tail()}"
+            )
         self.stop()
         raise TimeoutError(
-            f"server not ready after {self.ready_timeout:.0f}s (last /ping: {last}); log:\n"
+            f"server not ready after {self.ready_timeout:.0f}s ({ready.why_not}); log:\n"
             + self.log_tail()
         )
 

@@ -163,7 +163,7 @@ def _local_multi_model(args: argparse.Namespace, source: Path) -> int:
             on_ready=load,
             stop_timeout=_container_stop_timeout(args),
         )
-    from eikit.local import wait_for_ping
+    from eikit.ping import wait_for_ping
     from eikit.server.run import serve
 
     urls = link_models(models, work / "models")  # the server's models root
@@ -209,7 +209,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         url = base + invoke_path(args.target_model)
         extra["X-Amzn-SageMaker-Target-Model"] = args.target_model
     if args.wait:
-        from eikit.local import wait_for_ping
+        from eikit.ping import wait_for_ping
 
         status = wait_for_ping(base, time.monotonic() + args.wait)
         if status != 200:

@@ -19,14 +19,13 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Optional
 
 from eikit import interrupts
 from eikit.archive import extract_archive
 from eikit.errors import ConfigurationError
+from eikit.ping import wait_for_ping
 
 log = logging.getLogger(__name__)
 
@@ -155,31 +154,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def wait_for_ping(url: str, deadline: float, process: Optional[subprocess.Popen] = None) -> int:
-    """Poll ``url``/ping until 200; returns the last status seen (0: no answer).
-
-    Stops early if ``process`` exits or the server says the model failed to load. Polls at a
-    short interval, never a fixed sleep.
-    """
-    status = 0
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            return status
-        try:
-            with urllib.request.urlopen(url + "/ping", timeout=2) as response:
-                status = response.status
-        except urllib.error.HTTPError as error:
-            status = error.code
-            if b"model_load_failed" in error.read():
-                return status
-        except OSError:
-            status = 0
-        if status == 200:
-            return status
-        time.sleep(0.05)
-    return status
 
 
 def die_with_this_process() -> Optional[Callable[[], None]]:

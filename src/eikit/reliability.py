@@ -12,7 +12,6 @@ answered during the run, and the memory (RSS) of the server's process tree befor
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import logging
 import os
@@ -26,8 +25,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from eikit import reliability_mme
+from eikit.bench.load import Request
+from eikit.bench.load import run as run_load
 from eikit.errors import ConfigurationError
 from eikit.local import ServerProcess, layout_model_tree
+from eikit.ping import status as ping_status
 from eikit.procs import children, tree_rss
 
 log = logging.getLogger(__name__)
@@ -114,57 +116,39 @@ class Tally:
             }
 
 
-class Client(threading.Thread):
-    """Sends requests one after another on a keep-alive connection until ``stop`` is set."""
+class Load(threading.Thread):
+    """``concurrency`` clients sending one request after another on keep-alive connections
+    (eikit.bench.load) until ``stop`` is set, then waiting for the answers in flight; every
+    answer and every request left unanswered goes to ``tally`` as it happens."""
 
     def __init__(
         self,
-        port: int,
-        body: bytes,
-        content_type: str,
+        request: Request,
+        concurrency: int,
         timeout: float,
         tally: Tally,
         stop: threading.Event,
     ) -> None:
-        super().__init__(daemon=True)
-        self.port, self.body, self.content_type = port, body, content_type
-        self.timeout, self.tally, self.stop = timeout, tally, stop
+        super().__init__(name="eikit-reliability-load", daemon=True)
+        self.request, self.concurrency, self.timeout = request, concurrency, timeout
+        self.tally, self.stop = tally, stop
 
     def run(self) -> None:
-        headers = {"Content-Type": self.content_type}
-        connection: Optional[http.client.HTTPConnection] = None
-        while not self.stop.is_set():
-            if connection is None:
-                connection = http.client.HTTPConnection("127.0.0.1", self.port, self.timeout)
-            try:
-                connection.request("POST", "/invocations", self.body, headers)
-                response = connection.getresponse()
-                response.read()
-            except (OSError, http.client.HTTPException) as exc:
-                self.tally.lost(type(exc).__name__)
-                connection.close()
-                connection = None
-                continue
-            self.tally.answered(response.status)
-            if response.will_close:
-                connection.close()
-                connection = None
-        if connection is not None:
-            connection.close()
+        run_load(
+            self.request,
+            self.concurrency,
+            engine="python",
+            timeout=self.timeout,
+            stop=self.stop,
+            on_answer=self.tally.answered,
+            on_lost=self.tally.lost,
+            drain=True,
+        )
 
 
 def ping(port: int, timeout: float = 5.0) -> int:
-    """``/ping``'s status; 0 when nothing answered."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout)
-    try:
-        connection.request("GET", "/ping")
-        response = connection.getresponse()
-        response.read()
-        return response.status
-    except (OSError, http.client.HTTPException):
-        return 0
-    finally:
-        connection.close()
+    """``/ping``'s status on this machine's ``port``; 0 when nothing answered."""
+    return ping_status("http://127.0.0.1:%d" % port, timeout)
 
 
 class Pinger(threading.Thread):
@@ -281,20 +265,16 @@ class Run:
                 % (status or "no answer", self.server_log()[-4000:])
             )
         self.say("server ready on %s with %d worker(s)" % (self.server.url, args.workers))
-        clients = [
-            Client(
-                self.server.port,
-                self.body,
-                args.content_type,
-                args.timeout + args.recovery_timeout,
-                self.tally,
-                self.stop_load,
-            )
-            for _ in range(args.concurrency)
-        ]
+        load = Load(
+            Request.invocation(self.server.url, self.body, args.content_type),
+            args.concurrency,
+            args.timeout + args.recovery_timeout,
+            self.tally,
+            self.stop_load,
+        )
         pinger = Pinger(self.server.port, self.stop_load)
         self.load_started = time.monotonic()
-        for thread in clients + [pinger]:
+        for thread in (load, pinger):
             thread.start()
         self._sleep_until(min(2.0, args.duration / 4), progress=False)
         rss_before = tree_rss(self.server.process.pid)
@@ -304,7 +284,7 @@ class Run:
             self.faults.append(self.inject(kind))
         self._sleep_until(args.duration)
         self.stop_load.set()
-        for thread in clients + [pinger]:
+        for thread in (load, pinger):
             thread.join(args.timeout + args.recovery_timeout + 10)
         elapsed = time.monotonic() - self.load_started
         rss_after = tree_rss(self.server.process.pid)

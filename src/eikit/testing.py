@@ -58,6 +58,8 @@ from typing import (
 
 import pytest
 
+from eikit.ping import exited, wait_ready
+
 if TYPE_CHECKING:
     from eikit.images.container import ContainerEndpoint
     from eikit.local import ServerProcess
@@ -326,21 +328,12 @@ def _start_process(
 
 def _wait_process(server: ServerProcess, timeout: float) -> Optional[str]:
     """Poll /ping until 200 (None), or say why it never will (exit, failed load, time)."""
-    from eikit.images.container import LOAD_FAILED, probe_ping
-
-    deadline = time.monotonic() + timeout
-    while True:
-        status, reason = probe_ping(server.url)
-        if status == 200:
-            return None
-        code = server.process.poll() if server.process is not None else None
-        if code is not None:
-            return "exited with code %s" % code
-        if reason.startswith(LOAD_FAILED):
-            return reason
-        if time.monotonic() > deadline:
-            return "not ready after %.0f s (last /ping: %s)" % (timeout, status or "no answer")
-        time.sleep(0.05)
+    ready = wait_ready(server.url, time.monotonic() + timeout, exited(server.process))
+    if ready.status == 200:
+        return None
+    if ready.timed_out:
+        return "not ready after %.0f s (last /ping: %s)" % (timeout, ready.status or "no answer")
+    return ready.why_not
 
 
 def _start_container(

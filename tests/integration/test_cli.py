@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from eikit.local import free_port, wait_for_ping
+from eikit.local import free_port
+from eikit.ping import wait_for_ping
 from tests.integration.conftest import expected, save_linear_model
 
 BIN = Path(sys.executable).parent

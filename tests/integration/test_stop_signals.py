@@ -23,7 +23,8 @@ import pytest
 import requests
 
 from eikit import interrupts
-from eikit.local import ServerProcess, free_port, wait_for_ping
+from eikit.local import ServerProcess, free_port
+from eikit.ping import wait_for_ping
 from eikit.procs import alive, children
 from tests.commands import INHERITED, Command
 from tests.integration.conftest import ModelTree

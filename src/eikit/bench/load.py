@@ -30,7 +30,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
 WRK_HINT = (
@@ -138,27 +138,31 @@ def run(
     timeout: float = 30.0,
     stop: Optional[threading.Event] = None,
     on_answer: Optional[Callable[[int], None]] = None,
+    on_lost: Optional[Callable[[str], None]] = None,
+    drain: bool = False,
 ) -> LoadResult:
     """Load ``request`` with ``concurrency`` clients for ``duration`` seconds (or, python
     engine, until ``stop`` is set). ``timeout``: seconds one request may take before its
-    connection is dropped and counted under ``errors["timeout"]``."""
+    connection is dropped and counted under ``errors["timeout"]``. ``on_lost`` sees the
+    kind of each request that got no answer; ``drain`` waits, at the end, for the
+    requests in flight to be answered or time out (counted), rather than dropping them."""
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     if duration is None and stop is None:
         raise ValueError("give a duration or a stop event")
-    needs_python = stop is not None or on_answer is not None
+    needs_python = stop is not None or on_answer is not None or on_lost is not None or drain
     if engine == "auto":
         engine = "python" if needs_python or not find_wrk(wrk) else "wrk"
     if engine == "wrk":
         if needs_python:
-            raise ValueError("stop and on_answer need engine='python'")
+            raise ValueError("stop, on_answer, on_lost and drain need engine='python'")
         path = find_wrk(wrk)
         if path is None:
             raise FileNotFoundError(WRK_HINT)
         assert duration is not None
         return run_wrk(path, request, concurrency, duration, wrk_threads, timeout)
     if engine == "python":
-        return run_python(request, concurrency, duration, timeout, stop, on_answer)
+        return run_python(request, concurrency, duration, timeout, stop, on_answer, on_lost, drain)
     raise ValueError("unknown load engine %r: use auto, wrk or python" % engine)
 
 
@@ -401,7 +405,11 @@ async def _read_answer(
 
 
 class _Tally:
-    def __init__(self, on_answer: Optional[Callable[[int], None]]) -> None:
+    def __init__(
+        self,
+        on_answer: Optional[Callable[[int], None]],
+        on_lost: Optional[Callable[[str], None]] = None,
+    ) -> None:
         self.latencies: List[float] = []
         self.statuses: Dict[str, int] = {}
         self.errors: Dict[str, int] = {}
@@ -409,6 +417,7 @@ class _Tally:
         self.bytes_read = 0
         self.first_failure: Optional[str] = None
         self.on_answer = on_answer
+        self.on_lost = on_lost
         self.counting = True
 
     def answered(self, status: int, seconds: float, body: bytes, size: int) -> None:
@@ -428,6 +437,8 @@ class _Tally:
     def lost(self, kind: str) -> None:
         if self.counting:
             self.errors[kind] = self.errors.get(kind, 0) + 1
+            if self.on_lost is not None:
+                self.on_lost(kind)
 
 
 class _Client:
@@ -439,10 +450,11 @@ class _Client:
         self.writer: Optional[asyncio.StreamWriter] = None
         self.sent_at = 0.0  # when the request in flight was sent; 0 when none is
         self.timed_out = False
+        self.stopping = False  # send nothing more; end once the request in flight is done
 
     async def loop(self, tally: _Tally) -> None:
         reader: Optional[asyncio.StreamReader] = None
-        while True:
+        while not self.stopping:
             self.timed_out = False
             try:
                 if self.writer is None:
@@ -497,6 +509,7 @@ async def _drive(
     timeout: float,
     stop: Optional[threading.Event],
     tally: _Tally,
+    drain: bool = False,
 ) -> float:
     host, port, tls, wire = request.wire()
     head_only = request.method == "HEAD"
@@ -517,6 +530,8 @@ async def _drive(
                 client.expire(now, timeout)
             left = 0.05 if duration is None else min(0.05, duration - (now - started))
             await asyncio.sleep(max(0.0, left))
+        if drain:
+            await _drained(clients, tasks, timeout)
         tally.counting = False
         return time.perf_counter() - started
     finally:
@@ -525,6 +540,18 @@ async def _drive(
         await asyncio.gather(*tasks, return_exceptions=True)
         for client in clients:
             client.close()
+
+
+async def _drained(clients: List[_Client], tasks: Sequence[asyncio.Future], timeout: float) -> None:
+    """Let each client finish the request it has in flight (answered, or lost to the
+    timeout), sending no more."""
+    for client in clients:
+        client.stopping = True
+    while not all(task.done() for task in tasks):
+        now = time.perf_counter()
+        for client in clients:
+            client.expire(now, timeout)
+        await asyncio.sleep(0.05)
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -542,12 +569,14 @@ def run_python(
     timeout: float = 30.0,
     stop: Optional[threading.Event] = None,
     on_answer: Optional[Callable[[int], None]] = None,
+    on_lost: Optional[Callable[[str], None]] = None,
+    drain: bool = False,
 ) -> LoadResult:
-    tally = _Tally(on_answer)
+    tally = _Tally(on_answer, on_lost)
     loop = _new_loop()
     try:
         seconds = loop.run_until_complete(
-            _drive(request, concurrency, duration, timeout, stop, tally)
+            _drive(request, concurrency, duration, timeout, stop, tally, drain)
         )
     finally:
         loop.close()

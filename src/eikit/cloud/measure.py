@@ -8,11 +8,8 @@ connections for a fixed time per point. Peak memory is each worker's peak reside
 
 from __future__ import annotations
 
-import http.client
 import json
-import statistics
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +17,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from eikit.bench.load import Request
+from eikit.bench.load import run as run_load
 from eikit.errors import ConfigurationError
 from eikit.local import ServerProcess, layout_model_tree
 
@@ -151,44 +150,20 @@ def peak_rss(pid: int) -> Optional[int]:
 
 
 def _load(port: int, body: bytes, content_type: str, concurrency: int, seconds: float) -> Point:
-    latencies: List[List[float]] = [[] for _ in range(concurrency)]
-    errors: List[str] = []
-    start = time.monotonic()
-    deadline = start + seconds
-
-    def client(slot: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        headers = {"Content-Type": content_type, "Accept": "application/json"}
-        try:
-            while time.monotonic() < deadline and not errors:
-                sent = time.perf_counter()
-                conn.request("POST", "/invocations", body=body, headers=headers)
-                answer = conn.getresponse()
-                data = answer.read()
-                if answer.status != 200:
-                    errors.append(
-                        "HTTP %d: %s" % (answer.status, data[:300].decode("utf-8", "replace"))
-                    )
-                    return
-                latencies[slot].append(time.perf_counter() - sent)
-        except OSError as exc:
-            errors.append("%s: %s" % (type(exc).__name__, exc))
-        finally:
-            conn.close()
-
-    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(seconds + 120)
-    elapsed = time.monotonic() - start
-    if errors:
-        raise ConfigurationError("the model server answered the example with %s" % errors[0])
-    flat = sorted(x for slot in latencies for x in slot)
-    if not flat:
+    request = Request.invocation("http://127.0.0.1:%d" % port, body, content_type)
+    result = run_load(request, concurrency, seconds, engine="python", timeout=60.0)
+    if result.non_2xx:
+        raise ConfigurationError(
+            "the model server answered the example with %s" % result.first_failure
+        )
+    if result.errors:
+        raise ConfigurationError(
+            "requests went unanswered: %s"
+            % ", ".join("%d %s" % (n, kind) for kind, n in sorted(result.errors.items()))
+        )
+    if not result.ok:
         raise ConfigurationError("no request finished within %.1f s" % seconds)
-    p99 = flat[min(len(flat) - 1, int(round(0.99 * (len(flat) - 1))))]
-    return Point(0, concurrency, len(flat), elapsed, statistics.median(flat) * 1000, p99 * 1000)
+    return Point(0, concurrency, result.ok, result.duration_s, result.p50_ms, result.p99_ms)
 
 
 def measure(

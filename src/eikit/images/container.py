@@ -14,7 +14,6 @@ dies without stopping it (``eikit.images.leftovers``).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -22,15 +21,15 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Type, Union
 
 from eikit import interrupts
 from eikit.images.build import EngineUnavailable, open_engine
 from eikit.images.leftovers import ensure_reaper, owner_labels, remove_leftovers
+from eikit.ping import LOAD_FAILED, wait_ready
+from eikit.ping import status as ping_status
 from eikit.procs import catches
 
 if TYPE_CHECKING:
@@ -44,13 +43,12 @@ PASSTHROUGH_PREFIXES = ("SAGEMAKER_", "EIKIT_")
 STARTUP_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
 POLL_S = 0.1
+EXITED = "exited"  # eikit.ping.wait_ready's reason when the container stopped
 WAIT_SLICE_S = 1.0  # longest engine wait at a time: a signal is handled in between
 CALL_TIMEOUT_S = 5.0  # each engine call while stopping
 KILL_WAIT_S = 5.0  # for the exit after SIGKILL
 STOP_MARGIN_S = 15.0  # a stop's engine calls end by the stop timeout plus this
 LOG_JOIN_S = 3.0  # for the log stream to end once the container is gone
-# How the server's /ping 503 body says the model will never load (eikit.server.boot).
-LOAD_FAILED = "model failed to load"
 MAX_LOG_LINES = 20000
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -58,22 +56,6 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 class ContainerError(RuntimeError):
     """The container could not start, or stopped, or never became ready."""
-
-
-def probe_ping(url: str, timeout: float = 2.0) -> Tuple[int, str]:
-    """``(status, reason)`` of GET ``url``/ping: status 0 when nothing answers; ``reason`` is
-    the error of a 503's JSON body (``model loading: ...``, ``model failed to load: ...``)."""
-    try:
-        with urllib.request.urlopen(url + "/ping", timeout=timeout) as response:
-            return int(response.status), ""
-    except urllib.error.HTTPError as error:
-        try:
-            reason = str(json.loads(error.read() or b"{}").get("error") or "")
-        except (ValueError, AttributeError, OSError):
-            reason = ""
-        return int(error.code), reason
-    except OSError:
-        return 0, ""
 
 
 def passthrough_env(environ: Mapping[str, str]) -> Dict[str, str]:
@@ -288,33 +270,34 @@ class ContainerEndpoint:
     def wait_ready(self, timeout: Optional[float] = None) -> None:
         """Poll /ping until it answers 200; fail if the container exits or time runs out."""
         limit = self.startup_timeout if timeout is None else timeout
-        deadline = time.monotonic() + limit
-        last: Optional[int] = None
         self._say("container %s started; waiting for /ping (up to %.0f s)" % (self._short, limit))
-        while True:
-            last, reason = probe_ping(self.url)
-            if last == 200:
-                self._say("container %s ready at %s" % (self._short_id(), self.url))
-                return
-            if reason.startswith(LOAD_FAILED):
-                raise ContainerError("%s\n%s" % (reason, self.log_tail()))
-            if not self.running():
-                if self._log_thread is not None:
-                    self._log_thread.join(timeout=5)  # the stream ends with the container
-                raise ContainerError(
-                    "container exited with code %s before /ping answered 200\n%s"
-                    % (self._exit_code, self.log_tail())
-                )
-            if time.monotonic() > deadline:
-                raise ContainerError(
-                    "container not ready after %.0f s (last /ping: %s)\n%s"
-                    % (limit, last or "no answer", self.log_tail())
-                )
-            time.sleep(POLL_S)
+        ready = wait_ready(self.url, time.monotonic() + limit, self._gone, interval=POLL_S)
+        if ready.status == 200:
+            self._say("container %s ready at %s" % (self._short_id(), self.url))
+            return
+        if ready.why_not.startswith(LOAD_FAILED):
+            raise ContainerError("%s\n%s" % (ready.why_not, self.log_tail()))
+        if ready.why_not == EXITED:
+            raise ContainerError(
+                "container exited with code %s before /ping answered 200\n%s"
+                % (self._exit_code, self.log_tail())
+            )
+        raise ContainerError(
+            "container not ready after %.0f s (last /ping: %s)\n%s"
+            % (limit, ready.status or "no answer", self.log_tail())
+        )
+
+    def _gone(self) -> Optional[str]:
+        """``gone`` for wait_ready: the container has stopped running."""
+        if self.running():
+            return None
+        if self._log_thread is not None:
+            self._log_thread.join(timeout=5)  # the stream ends with the container
+        return EXITED
 
     def ping(self, timeout: float = 2.0) -> int:
         """The status of GET /ping, or 0 when nothing answers."""
-        return probe_ping(self.url, timeout)[0]
+        return ping_status(self.url, timeout)
 
     def running(self) -> bool:
         if self._container is None:

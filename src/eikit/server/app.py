@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import time
-from typing import Any, Awaitable, Callable, Dict, List, MutableMapping, Optional, Tuple, cast
+from typing import Awaitable, Callable, Dict, List, Optional, Tuple, cast
 
 from eikit import logs
 from eikit.errors import (
@@ -23,76 +23,33 @@ from eikit.errors import (
     ModelLoadFailed,
     ModelNotReady,
     PayloadTooLarge,
-    code_of,
     error_body,
-    status_of,
 )
 from eikit.server import ids, protocol
 from eikit.server.boot import Boot
 from eikit.server.metrics import Metrics
 from eikit.server.model_routes import INVOKE, PREFIX, ModelRoutes
+from eikit.server.replies import (
+    JSON_TYPE,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    error_answer,
+    header_text,
+    reply,
+    reply_error,
+)
 from eikit.settings import Settings
 
 log = logging.getLogger(__name__)
 access = logging.getLogger("eikit.access")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-JSON_TYPE = b"application/json"
 TARGET_HEADER = b"x-amzn-sagemaker-target-model"
 NO_TARGET = (
     "this is a multi-model endpoint: name the model with the X-Amzn-SageMaker-Target-Model "
     "header, or POST /models/{name}/invoke"
 )
-
-
-async def reply(
-    send: Send,
-    request_id: bytes,
-    status: int,
-    body: bytes = b"",
-    content_type: bytes = JSON_TYPE,
-    extra: Optional[List[Tuple[bytes, bytes]]] = None,
-) -> None:
-    headers = [
-        (b"content-type", content_type),
-        (b"content-length", b"%d" % len(body)),
-        (ids.HEADER, request_id),
-    ]
-    if extra:
-        headers.extend(extra)
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-CLOSE = [(b"connection", b"close")]
-
-
-def header_text(value: bytes) -> str:
-    """A header as text: UTF-8 as SageMaker sends names, else latin-1 (HTTP's own)."""
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return value.decode("latin-1")
-
-
-def error_answer(exc: BaseException) -> Tuple[int, bytes, Optional[List[Tuple[bytes, bytes]]]]:
-    """Status, JSON body and extra headers that tell the client about ``exc``."""
-    message = exc.message if isinstance(exc, EikitError) else "internal error"
-    # A refused body is not read: close rather than read it all to reach the next request.
-    extra = CLOSE if isinstance(exc, PayloadTooLarge) else None
-    status = status_of(exc)
-    if 400 <= status < 500:
-        logs.rejected(log, status, exc)
-    return status, error_body(message, code_of(exc)), extra
-
-
-async def reply_error(send: Send, request_id: bytes, exc: BaseException) -> None:
-    status, body, extra = error_answer(exc)
-    await reply(send, request_id, status, body, extra=extra)
 
 
 def scan_headers(
@@ -231,14 +188,6 @@ class App:
         message = "%s not allowed on a model; allowed: %s" % (scope["method"], allow.decode())
         body = error_body(message, "method_not_allowed")
         await reply(send, request_id, 405, body, extra=[(b"allow", allow)])
-
-    def as_client_error(self, exc: BaseException) -> BaseException:
-        """What a route tells the client about ``exc``: eikit's errors as they are, a bug as
-        a logged 500."""
-        if isinstance(exc, EikitError):
-            return exc
-        log.error("internal error", exc_info=exc)
-        return InternalError("internal error")
 
     async def not_found(self, scope: Scope, send: Send, request_id: bytes) -> None:
         allow = self.allow.get(scope["path"])

@@ -7,20 +7,33 @@ import json
 import subprocess
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Deque, Dict, Optional
+from typing import Any, Deque, Dict, Optional, Protocol
 
 from eikit.server import protocol
-
-if TYPE_CHECKING:
-    from eikit.server.pool import WorkerPool
 
 
 class Retry(Exception):
     """The request was queued on a worker that went away before starting it: resend."""
 
 
+class WorkerEvents(Protocol):
+    """What a worker's link tells its owner (eikit.server.pool.WorkerPool)."""
+
+    def release(self, worker: Worker) -> None:
+        """``worker`` answered a request: it has a free slot."""
+
+    def on_ready(self, worker: Worker) -> None:
+        """``worker`` loaded its model."""
+
+    def on_failed(self, worker: Worker, message: str, code: Optional[str]) -> None:
+        """``worker`` could not load its model, and said why."""
+
+    def on_exit(self, worker: Worker) -> None:
+        """``worker``'s connection closed: the process ended or is ending."""
+
+
 class Worker(asyncio.Protocol):
-    def __init__(self, pool: WorkerPool, index: int, process: subprocess.Popen) -> None:
+    def __init__(self, pool: WorkerEvents, index: int, process: subprocess.Popen) -> None:
         self.pool = pool
         self.index = index
         self.process = process

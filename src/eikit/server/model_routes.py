@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import Any, Dict, Optional, Protocol
 from urllib.parse import parse_qs
 
 from eikit.errors import BadRequest, ModelNotReady
+from eikit.server.boot import Boot
 from eikit.server.models import ModelRegistry
-
-if TYPE_CHECKING:
-    from eikit.server.app import App, Receive, Scope, Send
+from eikit.server.replies import Receive, Scope, Send, client_error, reply, reply_error
 
 PREFIX = "/models/"
 INVOKE = "/invoke"
@@ -36,8 +35,27 @@ MAX_PAGE = 1000
 PAGE_SIZE = re.compile(r"^[0-9]{1,6}\Z")
 
 
+class Invocations(Protocol):
+    """What these routes need of the app (eikit.server.app.App) that serves them."""
+
+    boot: Boot
+
+    async def invocations(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        request_id: bytes,
+        target: Optional[str] = None,
+    ) -> None:
+        """Answer one invocation of the model ``target``."""
+
+    async def read_body(self, receive: Receive, length: int, limit: Optional[int] = None) -> bytes:
+        """The request body, at most ``limit`` bytes, else 413."""
+
+
 class ModelRoutes:
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: Invocations) -> None:
         self.app = app
 
     @property
@@ -51,23 +69,19 @@ class ModelRoutes:
         self, scope: Scope, receive: Receive, send: Send, request_id: bytes
     ) -> None:
         """``/models``: GET lists, POST loads."""
-        from eikit.server.app import reply, reply_error
-
         try:
             if scope["method"] == "POST":
                 answer = await self._load(receive)
             else:
                 answer = self._list(scope)
         except Exception as exc:
-            await reply_error(send, request_id, self.app.as_client_error(exc))
+            await reply_error(send, request_id, client_error(exc))
             return
         await reply(send, request_id, 200, json.dumps(answer).encode())
 
     async def member(self, scope: Scope, receive: Receive, send: Send, request_id: bytes) -> bool:
         """``/models/{name}`` and ``/models/{name}/invoke``; False if the method does not
         apply (the caller answers 405)."""
-        from eikit.server.app import reply, reply_error
-
         path = scope["path"]
         method = scope["method"]
         if method == "POST" and path.endswith(INVOKE) and len(path) > len(PREFIX + INVOKE):
@@ -84,7 +98,7 @@ class ModelRoutes:
             else:
                 return False
         except Exception as exc:
-            await reply_error(send, request_id, self.app.as_client_error(exc))
+            await reply_error(send, request_id, client_error(exc))
             return True
         await reply(send, request_id, 200, json.dumps(answer).encode())
         return True
