@@ -22,7 +22,7 @@ wheel) everything here is ``json``. Where the two would differ, ``json``'s answe
 from __future__ import annotations
 
 import json
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 
@@ -66,6 +66,23 @@ def loads_unsure(data: bytes) -> Tuple[Any, bool]:
         else:
             return value, len(data) >= SEARCH_BELOW or _long_integer(data)
     return json.loads(data), False
+
+
+def try_loads(data: Union[bytes, str]) -> Tuple[bool, Any]:
+    """``(True, value)`` where orjson read ``data`` to what ``json.loads`` gives;
+    ``(False, None)`` where the caller should read it with ``json`` (orjson missing, a body
+    it refuses such as NaN or a BOM, or one that may spell an integer beyond 64 bits), so
+    what ``json`` accepts and the messages it refuses with stay the caller's."""
+    if orjson is None:
+        return False, None
+    try:
+        raw = data.encode("utf-8") if isinstance(data, str) else data
+        value = orjson.loads(raw)
+    except (UnicodeEncodeError, orjson.JSONDecodeError):
+        return False, None
+    if _long_integer(raw):
+        return False, None
+    return True, value
 
 
 def _long_integer(data: bytes) -> bool:

@@ -155,6 +155,36 @@ def test_csv_bodies(body: str, expected: Any) -> None:
     assert invocation.default_request(body.encode(), "text/csv") == {"instances": expected}
 
 
+TFS_BODIES = [
+    b'{"instances": [[1.5, 2, -3e-7]], "signature_name": "s"}',
+    b'{"instances": [NaN, Infinity]}',  # TF Serving's parser takes them; orjson does not
+    b'{"instances": [123456789012345678901234567890]}',  # beyond 64 bits: json keeps it exact
+    b'{"inputs": {"a": ["\\u00e9", "\xc3\xa9"]}}',
+    b"[1, 2]",
+    b"{",
+    b'{"a": [1,]}',
+    b"\xef\xbb\xbf{}",
+]
+
+
+@pytest.mark.parametrize("body", TFS_BODIES)
+def test_tfs_json_reads_and_refuses_as_json_does(
+    body: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """orjson (where it reads a body) gives the values and the refusals json gave."""
+    from eikit import jsoncodec
+
+    def outcome() -> Any:
+        try:
+            return "ok", json.dumps(invocation.parse_tfs_json(body), sort_keys=True)
+        except BadRequest as exc:
+            return "refused", str(exc)
+
+    fast = outcome()
+    monkeypatch.setattr(jsoncodec, "orjson", None)
+    assert fast == outcome()
+
+
 def test_bad_bodies_and_types() -> None:
     with pytest.raises(BadRequest, match="JSON Parse error"):
         invocation.default_request(b"1,2;3", "text/csv")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -206,3 +207,48 @@ def test_everything_works_without_orjson(without_orjson: None) -> None:
     assert codecs.decode(b"[NaN]", codecs.JSON).dtype == np.float32
     assert json.loads(codecs.encode_json(np.ones((1, 2), np.float32))) == [[1.0, 1.0]]
     assert jsoncodec.dumps([1]) is None and jsoncodec.dumps_array(np.ones(2)) is None
+
+
+@settings(max_examples=400, derandomize=True, database=None)
+@given(values, st.sampled_from([None, 0, 2]), st.booleans())
+def test_try_loads_reads_what_json_reads_or_leaves_it_to_json(
+    value: Any, indent: Any, as_text: bool
+) -> None:
+    text = json.dumps(value, indent=indent)
+    read, parsed = jsoncodec.try_loads(text if as_text else text.encode())
+    if read:
+        assert same(parsed, json.loads(text))
+    else:  # only for what orjson refuses, or a run of 19 digits (an integer beyond 64 bits?)
+        assert (
+            "NaN" in text
+            or "Infinity" in text
+            or "\\ud" in text.lower()
+            or any(_long_digits(n) for n in _numbers(value))
+        ), text
+
+
+def _long_digits(value: Any) -> bool:
+    return isinstance(value, (int, str)) and re.search(r"[0-9]{19}", str(value)) is not None
+
+
+def _numbers(value: Any) -> Any:
+    if isinstance(value, list):
+        for item in value:
+            yield from _numbers(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _numbers(item)
+    else:
+        yield value
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"\xef\xbb\xbf{}", b'{"a": NaN}', b"[18446744073709551616]", '"\ud800"', b"{", b"\xff"],
+)
+def test_try_loads_leaves_what_orjson_refuses_or_misreads_to_json(data: Any) -> None:
+    assert jsoncodec.try_loads(data) == (False, None)
+
+
+def test_try_loads_without_orjson_leaves_everything_to_json(without_orjson: None) -> None:
+    assert jsoncodec.try_loads(b"{}") == (False, None)
