@@ -12,6 +12,32 @@ from typing import Callable, Dict, Iterator, List, Optional
 import requests
 
 from eikit.local import ServerProcess
+from eikit.procs import children
+
+TEMPLATE_MODULE = b"eikit.server.forkserver"
+
+
+def is_template(pid: int) -> bool:
+    """``pid`` runs the template that forked workers come from (and was not forked by it:
+    a forked worker keeps the template's command line)."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as cmdline:
+            return TEMPLATE_MODULE in cmdline.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def template_pids(frontend: int) -> List[int]:
+    """The frontend's template processes (one while workers are forked, else none)."""
+    return [pid for pid in children(frontend) if is_template(pid)]
+
+
+def worker_pids(frontend: int) -> List[int]:
+    """A server's worker processes: its children, or its template's where workers fork."""
+    found: List[int] = []
+    for pid in children(frontend):
+        found.extend(children(pid) if is_template(pid) else [pid])
+    return sorted(found)
 
 
 class Endpoint:
@@ -89,16 +115,18 @@ StartFn = Callable[..., Endpoint]
 
 def starter(tmp_path: Path, defaults: Optional[Dict[str, str]] = None) -> Iterator[StartFn]:
     """The ``start`` fixture: start(tree, env=..., ready=True) -> Endpoint; every server is
-    stopped afterwards. One worker with one thread unless ``env`` says otherwise."""
+    stopped afterwards. One worker with one thread unless ``env`` says otherwise (a value
+    of None leaves a setting unset)."""
     servers: List[ServerProcess] = []
     base_env = {"SAGEMAKER_MODEL_SERVER_WORKERS": "1", "EIKIT_WORKER_THREADS": "1"}
     base_env.update(defaults or {})
 
     def _start(
-        tree: ModelTree, env: Optional[Dict[str, str]] = None, ready: bool = True
+        tree: ModelTree, env: Optional[Dict[str, Optional[str]]] = None, ready: bool = True
     ) -> Endpoint:
         settings = dict(base_env)
         settings.update(env or {})
+        settings = {key: value for key, value in settings.items() if value is not None}
         log_path = tmp_path / ("server-%d.log" % len(servers))
         server = ServerProcess(tree.base, settings)
         server.start(stdout=log_path.open("wb"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import TYPE_CHECKING, Dict, Optional
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
 from eikit.accelerators import Probe, ProbeResult
 from eikit.errors import ConfigurationError
@@ -54,6 +54,17 @@ class PyTorchRuntime(Runtime):
         if accelerator.kind != "neuron":
             return {}
         return pinning(list(accelerator.detail.get("cores") or [0]), worker)
+
+    def fork_preload(self, accelerator: ProbeResult) -> Optional[Tuple[str, ...]]:
+        """CPU and CUDA: ``import torch`` initialises neither CUDA (lazy, on first use: each
+        worker still picks its own device after the fork) nor torch's thread pools (lazy
+        too, sized by ``torch.set_num_threads`` in the worker). numpy's OpenBLAS starts
+        its threads at import but stops them before a fork (its ``pthread_atfork``
+        handler) and starts them again in the child. Neuron and EI: never tried, so
+        workers are spawned."""
+        if accelerator.kind not in ("cpu", "cuda"):
+            return None
+        return ("numpy", "torch", "eikit.codecs", "eikit_pytorch.session")
 
     def threads(self, accelerator: ProbeResult, settings: Settings) -> int:
         """Torch threads per worker: EIKIT_WORKER_THREADS, else the cores shared by workers."""

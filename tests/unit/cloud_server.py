@@ -600,5 +600,3 @@ class _QuietHandler(MotoRequestHandler):
 
     def log_error(self, *args: Any) -> None:
         pass
-
-

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Deque, Dict, Optional
 
 from eikit.server import protocol
+from eikit.server.handles import WorkerHandle
 
 if TYPE_CHECKING:
     from eikit.server.pool import WorkerPool
@@ -20,7 +20,7 @@ class Retry(Exception):
 
 
 class Worker(asyncio.Protocol):
-    def __init__(self, pool: WorkerPool, index: int, process: subprocess.Popen) -> None:
+    def __init__(self, pool: WorkerPool, index: int, process: WorkerHandle) -> None:
         self.pool = pool
         self.index = index
         self.process = process
@@ -89,8 +89,7 @@ class Worker(asyncio.Protocol):
             self.head_undelivered = True
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
+        self.process.kill()
         if self.transport is not None:
             self.transport.close()
 
