@@ -56,13 +56,13 @@ class PyTorchRuntime(Runtime):
         return pinning(list(accelerator.detail.get("cores") or [0]), worker)
 
     def fork_preload(self, accelerator: ProbeResult) -> Optional[Tuple[str, ...]]:
-        """CPU and CUDA: ``import torch`` initialises neither CUDA (lazy, on first use: each
-        worker still picks its own device after the fork) nor torch's thread pools (lazy
-        too, sized by ``torch.set_num_threads`` in the worker). numpy's OpenBLAS starts
-        its threads at import but stops them before a fork (its ``pthread_atfork``
-        handler) and starts them again in the child. Neuron and EI: never tried, so
-        workers are spawned."""
-        if accelerator.kind not in ("cpu", "cuda"):
+        """CPU: ``import torch`` starts none of torch's thread pools (they start lazily,
+        sized by ``torch.set_num_threads`` in each worker). numpy's OpenBLAS starts its
+        threads at import but stops them before a fork (its ``pthread_atfork`` handler)
+        and starts them again in the child. CUDA should fork as safely (``import torch``
+        does not initialise CUDA; each worker would on its first use) but has not been run
+        on a GPU here yet; it, Neuron and EI spawn their workers."""
+        if accelerator.kind != "cpu":
             return None
         return ("numpy", "torch", "eikit.codecs", "eikit_pytorch.session")
 

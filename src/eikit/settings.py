@@ -196,7 +196,7 @@ class Settings(BaseSettings):
         description="How worker processes start. `fork`: from a template process that "
         "imported eikit and the framework once (no thread, no device touched), so workers "
         "share its memory pages and start without importing the framework again; used where "
-        "the runtime and accelerator are known to fork safely (PyTorch on CPU and CUDA), "
+        "the runtime and accelerator are known to fork safely (PyTorch on CPU), "
         "elsewhere workers are spawned. `spawn`: each worker is a new Python process.",
     )
     install_requirements: bool = Field(

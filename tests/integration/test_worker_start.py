@@ -13,7 +13,9 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 
+from eikit.accelerators import ProbeResult
 from eikit.procs import alive, children
+from eikit.runtime import find_runtime
 from tests.frameworks import expected
 from tests.integration.mme import BODY, ROWS, endpoints
 from tests.serving import is_template, template_pids, worker_pids
@@ -217,3 +219,29 @@ def test_multi_model_loads_and_unloads_forked_workers(mme: Any) -> None:
     _until(lambda: len(children(template)) == 1, "a's worker to end")
     assert models.invoke("b", BODY).json() == expected(ROWS)
     assert template_pids(frontend) == [template]  # unloading a model keeps the template
+
+
+def test_a_model_with_its_own_copy_of_a_template_package_gets_spawned_workers(
+    tree: Any, start: Any, scripted: Dict[str, str]
+) -> None:
+    """The template imported tqdm (torch does); a model whose code/lib holds its own must
+    import that copy, which only a new interpreter can."""
+    shadow = tree.model_dir / "code" / "lib" / "tqdm"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("THE_MODELS_OWN = True\n")
+    tree.script(SCRIPT + "\nimport tqdm\nassert tqdm.THE_MODELS_OWN\n")
+    endpoint = start(tree, scripted)
+    frontend = endpoint.server.process.pid
+    (worker,) = worker_pids(frontend)
+    assert worker in children(frontend) and not is_template(worker)
+    assert all(children(template) == [] for template in template_pids(frontend))
+    assert "spawned, not forked: the model's own tqdm in" in endpoint.log()
+    assert endpoint.invoke(b"[[1.0, 2.0, 3.0, 4.0]]").status_code == 200
+
+
+def test_pytorch_forks_on_cpu_only_until_the_others_are_checked() -> None:
+    runtime = find_runtime("pytorch")
+    preload = runtime.fork_preload(ProbeResult("cpu", True, "test"))
+    assert preload is not None and "torch" in preload
+    for kind in ("cuda", "neuron", "eia"):
+        assert runtime.fork_preload(ProbeResult(kind, True, "test")) is None
