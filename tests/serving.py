@@ -12,32 +12,6 @@ from typing import Callable, Dict, Iterator, List, Optional
 import requests
 
 from eikit.local import ServerProcess
-from eikit.procs import children
-
-TEMPLATE_MODULE = b"eikit.server.forkserver"
-
-
-def is_template(pid: int) -> bool:
-    """``pid`` runs the template that forked workers come from (and was not forked by it:
-    a forked worker keeps the template's command line)."""
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as cmdline:
-            return TEMPLATE_MODULE in cmdline.read().split(b"\0")
-    except OSError:
-        return False
-
-
-def template_pids(frontend: int) -> List[int]:
-    """The frontend's template processes (one while workers are forked, else none)."""
-    return [pid for pid in children(frontend) if is_template(pid)]
-
-
-def worker_pids(frontend: int) -> List[int]:
-    """A server's worker processes: its children, or its template's where workers fork."""
-    found: List[int] = []
-    for pid in children(frontend):
-        found.extend(children(pid) if is_template(pid) else [pid])
-    return sorted(found)
 
 
 class Endpoint:

@@ -8,7 +8,7 @@ import time
 
 import requests
 
-from tests.serving import worker_pids
+from eikit.procs import worker_pids
 
 SLOW = """
 import os, time, torch

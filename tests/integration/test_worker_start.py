@@ -14,11 +14,10 @@ from typing import Any, Dict, Iterator, List
 import pytest
 
 from eikit.accelerators import ProbeResult
-from eikit.procs import alive, children
+from eikit.procs import alive, children, is_template, template_pids, worker_pids
 from eikit.runtime import find_runtime
 from tests.frameworks import expected
 from tests.integration.mme import BODY, ROWS, endpoints
-from tests.serving import is_template, template_pids, worker_pids
 
 # Writes who imported it (never the template), and answers with what each worker sees.
 SCRIPT = """

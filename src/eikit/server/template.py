@@ -60,8 +60,9 @@ class Template:
         if self.broken is not None:
             raise TemplateUnavailable(self.broken)
         if self._ready is None:
-            self._ready = asyncio.get_running_loop().create_future()
-            self._start()
+            ready = asyncio.get_running_loop().create_future()
+            self._start()  # EMFILE, ENOMEM: raised to the pool, which retries
+            self._ready = ready
         ready = self._ready
         try:
             return await asyncio.wait_for(asyncio.shield(ready), self.settings.startup_timeout)
