@@ -23,6 +23,7 @@ import signal
 import socket
 import sys
 import sysconfig
+import traceback
 from typing import Any, Dict, List, Set
 
 from eikit import logs
@@ -112,6 +113,7 @@ class Template:
 
     def become_worker(self, fd: int) -> None:
         """In the child: drop what is the template's, then be a worker (never returns)."""
+        code = 70
         try:
             parent = os.getppid()
             signal.set_wakeup_fd(-1)
@@ -120,9 +122,16 @@ class Template:
             for own in [self.wake_read, self.wake_write, *self.fds]:
                 os.close(own)
             reseed()
-            worker.run(fd, parent)
+            code = worker.run(fd, parent)
+        except SystemExit as exc:  # a script's sys.exit("why"): said as the interpreter would
+            code = exit_status(exc)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
         finally:
-            os._exit(70)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
 
     def kill(self, pid: int) -> None:
         # Only a child not yet reaped: its pid cannot have been reused.
@@ -139,6 +148,17 @@ class Template:
                 return
             self.children.discard(pid)
             self.send({"exited": pid, "code": exit_code(status)})
+
+
+def exit_status(exc: SystemExit) -> int:
+    """What the interpreter makes of an uncaught ``SystemExit``: its code, or 1 after
+    printing a message."""
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return 1
 
 
 def reseed() -> None:
