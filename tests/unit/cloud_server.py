@@ -600,3 +600,5 @@ class _QuietHandler(MotoRequestHandler):
 
     def log_error(self, *args: Any) -> None:
         pass
+
+
