@@ -89,16 +89,18 @@ StartFn = Callable[..., Endpoint]
 
 def starter(tmp_path: Path, defaults: Optional[Dict[str, str]] = None) -> Iterator[StartFn]:
     """The ``start`` fixture: start(tree, env=..., ready=True) -> Endpoint; every server is
-    stopped afterwards. One worker with one thread unless ``env`` says otherwise."""
+    stopped afterwards. One worker with one thread unless ``env`` says otherwise (a value
+    of None leaves a setting unset)."""
     servers: List[ServerProcess] = []
     base_env = {"SAGEMAKER_MODEL_SERVER_WORKERS": "1", "EIKIT_WORKER_THREADS": "1"}
     base_env.update(defaults or {})
 
     def _start(
-        tree: ModelTree, env: Optional[Dict[str, str]] = None, ready: bool = True
+        tree: ModelTree, env: Optional[Dict[str, Optional[str]]] = None, ready: bool = True
     ) -> Endpoint:
         settings = dict(base_env)
         settings.update(env or {})
+        settings = {key: value for key, value in settings.items() if value is not None}
         log_path = tmp_path / ("server-%d.log" % len(servers))
         server = ServerProcess(tree.base, settings)
         server.start(stdout=log_path.open("wb"))

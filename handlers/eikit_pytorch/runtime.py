@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import TYPE_CHECKING, Dict, Optional
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
 from eikit.accelerators import Probe, ProbeResult
 from eikit.errors import ConfigurationError
@@ -54,6 +54,17 @@ class PyTorchRuntime(Runtime):
         if accelerator.kind != "neuron":
             return {}
         return pinning(list(accelerator.detail.get("cores") or [0]), worker)
+
+    def fork_preload(self, accelerator: ProbeResult) -> Optional[Tuple[str, ...]]:
+        """CPU: ``import torch`` starts none of torch's thread pools (they start lazily,
+        sized by ``torch.set_num_threads`` in each worker). numpy's OpenBLAS starts its
+        threads at import but stops them before a fork (its ``pthread_atfork`` handler)
+        and starts them again in the child. CUDA should fork as safely (``import torch``
+        does not initialise CUDA; each worker would on its first use) but has not been run
+        on a GPU here yet; it, Neuron and EI spawn their workers."""
+        if accelerator.kind != "cpu":
+            return None
+        return ("numpy", "torch", "eikit.codecs", "eikit_pytorch.session")
 
     def threads(self, accelerator: ProbeResult, settings: Settings) -> int:
         """Torch threads per worker: EIKIT_WORKER_THREADS, else the cores shared by workers."""

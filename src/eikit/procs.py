@@ -43,6 +43,34 @@ def tree(pid: int) -> List[int]:
     return found
 
 
+# The template process that forked workers come from runs ``python -m`` this module
+# (EIKIT_WORKER_START=fork; eikit.server.template).
+TEMPLATE_MODULE = "eikit.server.forkserver"
+
+
+def is_template(pid: int) -> bool:
+    """``pid`` runs a server's template process. Its forked workers keep its command
+    line, so only a template's parent can tell: ask of a server's children."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as cmdline:
+            return TEMPLATE_MODULE.encode() in cmdline.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def template_pids(server: int) -> List[int]:
+    """The template process of the server ``server`` (none where workers are spawned)."""
+    return [pid for pid in children(server) if is_template(pid)]
+
+
+def worker_pids(server: int) -> List[int]:
+    """The worker processes of the server ``server``: its children, or its template's."""
+    found: List[int] = []
+    for pid in children(server):
+        found.extend(children(pid) if is_template(pid) else [pid])
+    return sorted(found)
+
+
 def _kib_field(path: str, field: str) -> Optional[int]:
     """The ``field: N kB`` line of a /proc file, in bytes; None if absent or unreadable."""
     try:

@@ -30,7 +30,7 @@ from eikit.bench.load import run as run_load
 from eikit.errors import ConfigurationError
 from eikit.local import ServerProcess, layout_model_tree
 from eikit.ping import status as ping_status
-from eikit.procs import children, tree_rss
+from eikit.procs import tree_rss, worker_pids
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ class Run:
         started = time.monotonic()
         deadline = started + self.args.recovery_timeout
         while time.monotonic() < deadline:
-            workers = children(self.server.process.pid)
+            workers = worker_pids(self.server.process.pid)
             if (
                 self.server_log().count(REPLACED) > replaced_before
                 and victim not in workers
@@ -229,7 +229,7 @@ class Run:
 
     def inject(self, kind: str) -> Dict[str, Any]:
         assert self.server.process is not None
-        workers = children(self.server.process.pid)
+        workers = worker_pids(self.server.process.pid)
         if not workers:
             return {"fault": kind, "error": "no worker process to fault"}
         victim = workers[0]

@@ -34,7 +34,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from eikit.errors import ConfigurationError
 from eikit.local import ServerProcess
-from eikit.procs import trees_pss
+from eikit.procs import alive, trees_pss, worker_pids
 from eikit.reliability_traffic import (
     FLAKY,
     Caller,
@@ -120,13 +120,8 @@ class MultiModelRun:
             pid = int((self.work / ("pid-%d" % self.index(name))).read_text())
         except (OSError, ValueError):
             return None
-        try:
-            with open("/proc/%d/stat" % pid) as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
         assert self.server.process is not None
-        return pid if fields[0] != "Z" and int(fields[1]) == self.server.process.pid else None
+        return pid if alive(pid) and pid in worker_pids(self.server.process.pid) else None
 
     def probe(self, caller: Caller, name: str) -> Optional[float]:
         """Seconds until ``name`` answers 200 as SageMaker calls it; None past the limit."""

@@ -161,6 +161,13 @@ class Runtime(ABC):
         same devices. None by default."""
         return {}
 
+    def fork_preload(self, accelerator: ProbeResult) -> Optional[Tuple[str, ...]]:
+        """Modules a template process imports once and then forks workers from, for a
+        model on ``accelerator`` (``EIKIT_WORKER_START=fork``). Only modules whose import
+        starts no thread that fork would lose and opens no device: each worker must still
+        choose its own device after the fork. None (the default): workers are spawned."""
+        return None
+
     def worker_numbers(self, settings: Settings) -> Optional[int]:
         """How many worker numbers (the ``worker`` of ``session``) can be in use at once,
         where each holds something finite (TensorFlow: two ports of

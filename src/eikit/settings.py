@@ -24,6 +24,7 @@ from eikit.logs import level_name
 ACCELERATOR_CHOICES = ("auto", "eia", "neuron", "cuda", "cpu")
 BATCH_STRATEGIES = ("MULTI_RECORD", "SINGLE_RECORD")
 TFS_CLIENTS = ("auto", "grpc", "rest")
+WORKER_STARTS = ("fork", "spawn")
 
 
 class _DocumentedNames(EnvSettingsSource):
@@ -188,6 +189,15 @@ class Settings(BaseSettings):
         ge=1,
         description="Framework threads per worker. Unset: CPU cores divided by workers (on a "
         "multi-model endpoint, by the model's own workers).",
+    )
+    worker_start: str = Field(
+        "fork",
+        alias="EIKIT_WORKER_START",
+        description="How worker processes start. `fork`: from a template process that "
+        "imported eikit and the framework once (no thread, no device touched), so workers "
+        "share its memory pages and start without importing the framework again; used where "
+        "the runtime and accelerator are known to fork safely (PyTorch on CPU), "
+        "elsewhere workers are spawned. `spawn`: each worker is a new Python process.",
     )
     install_requirements: bool = Field(
         True,
@@ -443,6 +453,14 @@ class Settings(BaseSettings):
         value = value.strip().lower()
         if value not in TFS_CLIENTS:
             raise ValueError("must be one of %s" % ", ".join(TFS_CLIENTS))
+        return value
+
+    @field_validator("worker_start")
+    @classmethod
+    def _known_start(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in WORKER_STARTS:
+            raise ValueError("must be one of %s" % ", ".join(WORKER_STARTS))
         return value
 
     @field_validator("batch_strategy")

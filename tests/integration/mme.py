@@ -25,8 +25,9 @@ BODY = json.dumps(ROWS).encode()
 class Models:
     """A multi-model endpoint and the model directories a test makes for it."""
 
-    def __init__(self, base: Path, url: str, log: Any = None) -> None:
+    def __init__(self, base: Path, url: str, log: Any = None, pid: int = 0) -> None:
         self.base = base
+        self.pid = pid  # the server's (frontend's) process
         self.url = url
         self.log = log  # () -> the server's log so far
 
@@ -78,7 +79,7 @@ def endpoints(tmp_path: Path) -> Iterator[Any]:
 
     def _start(env: Optional[Dict[str, str]] = None) -> Models:
         endpoint = start(SimpleNamespace(base=tmp_path), env)
-        return Models(tmp_path, endpoint.url, endpoint.log)
+        return Models(tmp_path, endpoint.url, endpoint.log, endpoint.server.process.pid)
 
     yield _start
     next(servers, None)  # stops them

@@ -8,7 +8,7 @@ import time
 
 import requests
 
-from eikit.procs import children
+from eikit.procs import worker_pids
 
 SLOW = """
 import os, time, torch
@@ -33,8 +33,8 @@ def output_fn(prediction, accept, context):
 
 
 def _children(pid: int) -> set:
-    """Live PIDs whose parent is ``pid`` (Linux /proc)."""
-    return set(children(pid))
+    """The worker PIDs of the server ``pid``: its children, or its template's (Linux /proc)."""
+    return set(worker_pids(pid))
 
 
 def _alive(pid: int) -> bool:

@@ -17,6 +17,7 @@ from eikit.runtime import find_runtime
 from eikit.server.metrics import Metrics
 from eikit.server.models import ModelRegistry
 from eikit.server.pool import WorkerPool
+from eikit.server.template import Template
 from eikit.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ class Boot:
         self.pool: Optional[WorkerPool] = None
         self.registry: Optional[ModelRegistry] = None  # a multi-model endpoint's models
         self.detection: Optional[Detection] = None
+        self.template: Optional[Template] = None  # EIKIT_WORKER_START=fork
         self.worker_count: Optional[int] = None
         self.stage = "starting"
         self.error: Optional[str] = None
@@ -88,9 +90,19 @@ class Boot:
                 None, detect, probes, settings.accelerator, settings.strict_accelerator
             )
             chosen = self.detection.chosen
+            if settings.worker_start == "fork":
+                modules = runtime.fork_preload(chosen)
+                if modules is None:
+                    log.info(
+                        "workers are spawned: the %s runtime does not fork on %s",
+                        runtime.name,
+                        chosen.kind,
+                    )
+                else:
+                    self.template = Template(settings, runtime.name, modules)
             if settings.multi_model:
                 self.registry = ModelRegistry(
-                    settings, runtime.name, self.detection.chain, self.metrics
+                    settings, runtime.name, self.detection.chain, self.metrics, self.template
                 )
                 self.registry.draining = self.shutting_down
                 self.worker_count = self.registry.workers
@@ -108,7 +120,12 @@ class Boot:
                 time.monotonic() - started,
             )
             self.pool = WorkerPool(
-                settings, runtime.name, self.detection.chain, self.worker_count, self.metrics
+                settings,
+                runtime.name,
+                self.detection.chain,
+                self.worker_count,
+                self.metrics,
+                template=self.template,
             )
             self.pool.draining = self.shutting_down
             await self.pool.start()
@@ -136,3 +153,5 @@ class Boot:
             await self.pool.stop()
         if self.registry is not None:
             await self.registry.stop()
+        if self.template is not None:  # last: it reports the exits of the pools' workers
+            await self.template.stop()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import time
 from collections import deque
 from typing import Any, Deque, Dict, Optional, Protocol
 
 from eikit.server import protocol
+from eikit.server.handles import WorkerHandle
 
 
 class Retry(Exception):
@@ -33,7 +33,7 @@ class WorkerEvents(Protocol):
 
 
 class Worker(asyncio.Protocol):
-    def __init__(self, pool: WorkerEvents, index: int, process: subprocess.Popen) -> None:
+    def __init__(self, pool: WorkerEvents, index: int, process: WorkerHandle) -> None:
         self.pool = pool
         self.index = index
         self.process = process
@@ -102,8 +102,7 @@ class Worker(asyncio.Protocol):
             self.head_undelivered = True
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
+        self.process.kill()
         if self.transport is not None:
             self.transport.close()
 

@@ -63,6 +63,7 @@ from eikit.server.model_state import (
     shown,
 )
 from eikit.server.pool import KILLED, WorkerPool
+from eikit.server.template import Template
 from eikit.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -92,8 +93,10 @@ class ModelRegistry:
         runtime_name: str,
         chain: List[ProbeResult],
         metrics: Optional[Metrics] = None,
+        template: Optional[Template] = None,
     ) -> None:
         self.settings = settings
+        self.template = template  # every model's workers fork from it, where it serves
         self.runtime_name = runtime_name
         self.chain = chain
         self.metrics = metrics
@@ -225,6 +228,7 @@ class ModelRegistry:
             model_dir=model.url,
             packages=model.packages,
             device_offset=model.slot * self.workers,
+            template=self.template,
         )
         pool.on_health = lambda changed: self._pool_health(model, changed)
         return pool

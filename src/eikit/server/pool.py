@@ -33,8 +33,10 @@ from eikit.accelerators import ProbeResult
 from eikit.errors import InternalError, ModelLoadFailed, ModelNotReady, PredictionTimeout
 from eikit.server import protocol
 from eikit.server.backoff import REPLACE_DELAY, ReplacementPolicy
+from eikit.server.handles import SpawnedHandle, WorkerHandle
 from eikit.server.link import Retry, Worker
 from eikit.server.metrics import Metrics
+from eikit.server.template import Template, TemplateUnavailable, shadowing
 from eikit.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,11 +61,15 @@ class WorkerPool:
         model_dir: Optional[Path] = None,
         packages: Optional[Path] = None,
         device_offset: int = 0,
+        template: Optional[Template] = None,
     ) -> None:
         """``model_dir``, ``packages`` and ``device_offset``: for one model of a multi-model
         endpoint, where it is, where its requirements went, and where its workers' device
-        numbering starts (so models spread over several GPUs)."""
+        numbering starts (so models spread over several GPUs). ``template``: fork workers
+        from it (``EIKIT_WORKER_START=fork``) rather than spawn them."""
         self.settings = settings
+        self.template = template
+        self._spawn_reason: Optional[str] = None  # why this pool spawns despite a template
         self.model_dir = model_dir
         self.packages = packages
         self.device_offset = device_offset
@@ -157,11 +163,7 @@ class WorkerPool:
                 with contextlib.suppress(OSError):
                     end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
                     end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
-            process = subprocess.Popen(
-                [sys.executable, "-m", "eikit.server.worker", str(child.fileno())],
-                pass_fds=(child.fileno(),),
-                close_fds=True,
-            )
+            process = await self._start_process(child)
         except BaseException:
             parent.close()
             raise
@@ -175,7 +177,7 @@ class WorkerPool:
         except BaseException:
             parent.close()
             process.kill()
-            loop.run_in_executor(None, process.wait)
+            asyncio.ensure_future(process.wait())
             raise
         self.workers[index] = worker
         init = {
@@ -188,9 +190,38 @@ class WorkerPool:
             "device_offset": self.device_offset,
         }
         worker.send(protocol.INIT, protocol.control(init))
-        log.debug("worker %d started (pid %d)", index, process.pid)
+        log.debug(
+            "worker %d %s (pid %d)",
+            index,
+            "spawned" if isinstance(process, SpawnedHandle) else "forked",
+            process.pid,
+        )
         if self.stopping:
             worker.kill()
+
+    async def _start_process(self, child: socket.socket) -> WorkerHandle:
+        """Fork the worker from the template where there is one and this model's own code
+        shadows none of its packages; spawn it otherwise."""
+        if self.template is not None and self._spawn_reason is None:
+            try:
+                packages = await self.template.ready()
+            except TemplateUnavailable as exc:  # could not import: it never will
+                self._spawn_reason = str(exc)
+            else:
+                code = (self.model_dir or self.settings.model_dir) / "code"
+                paths = (self.packages or self.settings.requirements_target, code / "lib", code)
+                shadowed = shadowing(paths, packages)
+                if shadowed is None:
+                    return await self.template.fork(child)
+                self._spawn_reason = "the model's own %s" % shadowed
+            log.info("workers are spawned, not forked: %s", self._spawn_reason)
+        return SpawnedHandle(
+            subprocess.Popen(
+                [sys.executable, "-m", "eikit.server.worker", str(child.fileno())],
+                pass_fds=(child.fileno(),),
+                close_fds=True,
+            )
+        )
 
     def on_ready(self, worker: Worker) -> None:
         if worker.failure is not None or self.workers.get(worker.index) is not worker:
@@ -284,13 +315,12 @@ class WorkerPool:
         else:
             self._load_failed(worker.index, worker.failure or "exited during load (code %s)" % code)
 
-    async def _reap(self, process: subprocess.Popen) -> Optional[int]:
-        loop = asyncio.get_running_loop()
+    async def _reap(self, process: WorkerHandle) -> Optional[int]:
         try:
-            return await loop.run_in_executor(None, process.wait, REAP_WAIT)
-        except subprocess.TimeoutExpired:
+            return await process.wait(REAP_WAIT)
+        except asyncio.TimeoutError:
             process.kill()  # its socket is closed: it can never serve again
-            return await loop.run_in_executor(None, process.wait)
+            return await process.wait()
 
     def _load_failed(self, index: int, reason: str) -> None:
         """A replacement did not come up: retry with backoff, or give up (see backoff.py)."""
@@ -352,15 +382,14 @@ class WorkerPool:
             if worker.transport is not None:
                 worker.transport.close()  # EOF: the worker exits after its current request
         deadline = time.monotonic() + timeout
-        loop = asyncio.get_running_loop()
         for worker in workers:
             remaining = max(0.0, deadline - time.monotonic())
             try:
-                await loop.run_in_executor(None, worker.process.wait, remaining)
-            except subprocess.TimeoutExpired:
+                await worker.process.wait(remaining)
+            except asyncio.TimeoutError:
                 log.warning("worker %d did not stop; killing it", worker.index)
-                worker.process.send_signal(signal.SIGKILL)
-                await loop.run_in_executor(None, worker.process.wait)
+                worker.process.kill()
+                await worker.process.wait()
 
     # --- requests ------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """A worker process: loads the model once, then answers requests from the frontend.
 
-Started by the frontend as ``python -m eikit.server.worker FD``; FD is its end of a
-socketpair. It never parses HTTP and exits when the frontend goes away.
+Spawned by the frontend as ``python -m eikit.server.worker FD``, or forked by the template
+process (``eikit.server.forkserver``) which then calls ``run``; FD is its end of a
+socketpair. It never parses HTTP and exits when its parent (the frontend, or the template,
+which dies with the frontend) goes away.
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ from eikit.user_module import load_user_hooks, prepare_path
 log = logging.getLogger("eikit.server.worker")  # not __main__ when run with -m
 
 
-def _die_with_parent() -> None:
-    """Linux: get SIGKILL if the frontend dies, so no worker is ever orphaned."""
+def die_with_parent(parent: Optional[int] = None) -> None:
+    """Linux: get SIGKILL if the parent dies, so no worker is ever orphaned. ``parent``:
+    the pid it must have, for a parent that may already have died before this was set
+    (then this process was re-parented, and leaves at once)."""
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -47,9 +51,11 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
 
 
-def _ignore_stop_signals() -> None:
+def ignore_stop_signals() -> None:
     """SIGINT and SIGTERM sent to the whole process group (Ctrl-C, systemd, ``tini -g``)
     must not kill a worker mid-request: the frontend drains, then closes the worker's
     socket. A handler that does nothing, not SIG_IGN: an ignored signal stays ignored in
@@ -203,9 +209,14 @@ def serve_forever(sock: socket.socket) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    _die_with_parent()
-    _ignore_stop_signals()
-    sock = socket.socket(fileno=int(args[0]))
+    return run(int(args[0]))
+
+
+def run(fd: int, parent: Optional[int] = None) -> int:
+    """Serve on the socket ``fd`` until the frontend closes it, then leave (``os._exit``)."""
+    die_with_parent(parent)
+    ignore_stop_signals()
+    sock = socket.socket(fileno=fd)
     try:
         code = serve_forever(sock)
     except (BrokenPipeError, ConnectionResetError):
