@@ -108,7 +108,12 @@ class Boot:
                 time.monotonic() - started,
             )
             self.pool = WorkerPool(
-                settings, runtime.name, self.detection.chain, self.worker_count, self.metrics
+                settings,
+                runtime.name,
+                self.detection.chain,
+                self.worker_count,
+                self.metrics,
+                batching=runtime.batching(settings),
             )
             self.pool.draining = self.shutting_down
             await self.pool.start()

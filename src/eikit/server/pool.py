@@ -33,6 +33,7 @@ from eikit.accelerators import ProbeResult
 from eikit.errors import InternalError, ModelLoadFailed, ModelNotReady, PredictionTimeout
 from eikit.server import protocol
 from eikit.server.backoff import REPLACE_DELAY, ReplacementPolicy
+from eikit.server.batcher import BATCHES_AHEAD, Batcher
 from eikit.server.link import Retry, Worker
 from eikit.server.metrics import Metrics
 from eikit.settings import Settings
@@ -59,10 +60,13 @@ class WorkerPool:
         model_dir: Optional[Path] = None,
         packages: Optional[Path] = None,
         device_offset: int = 0,
+        batching: Tuple[int, float] = (1, 0.0),
     ) -> None:
         """``model_dir``, ``packages`` and ``device_offset``: for one model of a multi-model
         endpoint, where it is, where its requirements went, and where its workers' device
-        numbering starts (so models spread over several GPUs)."""
+        numbering starts (so models spread over several GPUs). ``batching``: the most
+        requests in a batch and the most seconds one waits for its batch to fill
+        (``Runtime.batching``); a batch of 1 sends requests one by one."""
         self.settings = settings
         self.model_dir = model_dir
         self.packages = packages
@@ -90,6 +94,8 @@ class WorkerPool:
         # Told when the pool's health may have changed (a worker became ready, left the
         # ready ones, or the pool failed): a multi-model endpoint's registry listens.
         self.on_health: Optional[Callable[[WorkerPool], None]] = None
+        size, delay = batching
+        self.batcher = Batcher(size, delay, self._pick_for_batch) if size > 1 else None
 
     def _health_changed(self) -> None:
         if self.on_health is not None:
@@ -107,7 +113,7 @@ class WorkerPool:
     def gauges(self) -> Dict[str, float]:
         """What /metrics reports of the pool at a scrape."""
         return {
-            "queue_depth": len(self.waiters),
+            "queue_depth": len(self.waiters) + self.batched_waiting,
             "inflight": sum(len(worker.inflight) for worker in self.workers.values()),
             "workers_ready": len(self.ready),
             "workers": self.count,
@@ -120,7 +126,15 @@ class WorkerPool:
     @property
     def busy(self) -> bool:
         """A request is running, sent ahead or waiting: the model may not be evicted."""
-        return bool(self.waiters) or any(worker.load for worker in self.workers.values())
+        return (
+            bool(self.waiters)
+            or bool(self.batched_waiting)
+            or any(worker.load for worker in self.workers.values())
+        )
+
+    @property
+    def batched_waiting(self) -> int:
+        return len(self.batcher.pending) if self.batcher is not None else 0
 
     def describe(self) -> Dict[str, Any]:
         return {
@@ -343,6 +357,8 @@ class WorkerPool:
         self.stopping = True
         if self._watchdog is not None:
             self._watchdog.cancel()
+        if self.batcher is not None:
+            self.batcher.close()
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
@@ -375,6 +391,8 @@ class WorkerPool:
         return best
 
     async def submit(self, meta: bytes, body: bytes) -> Reply:
+        if self.batcher is not None:
+            return await self._submit_batched(self.batcher, meta, body)
         loop = asyncio.get_running_loop()
         while True:
             worker = self._pick()
@@ -390,17 +408,42 @@ class WorkerPool:
             except Retry:
                 continue
 
-    async def _wait_for_worker(self) -> Worker:
+    async def _submit_batched(self, batcher: Batcher, meta: bytes, body: bytes) -> Reply:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._admit(len(batcher.pending))
+            future = loop.create_future()
+            batcher.add(future, meta, body)
+            try:
+                return await future
+            except Retry:
+                continue
+
+    def _pick_for_batch(self) -> Optional[Worker]:
+        best = None
+        for worker in self.ready:
+            ahead = len(worker.batches)
+            if ahead == 0:
+                return worker
+            if ahead < BATCHES_AHEAD and (best is None or ahead < len(best.batches)):
+                best = worker
+        return best
+
+    def _admit(self, waiting: int) -> None:
+        """503 for a request that cannot be queued now."""
         if self.failed_reason is not None:
             raise ModelLoadFailed("model failed to load: %s" % self.failed_reason)
         if not self.loaded.is_set():
             raise ModelNotReady("model is still loading")
         if self.stopping or (self.draining and not self.workers):
             raise ModelNotReady("server is shutting down")
-        if len(self.waiters) >= self.settings.max_queue:
+        if waiting >= self.settings.max_queue:
             raise ModelNotReady(
                 "too many requests waiting (EIKIT_MAX_QUEUE=%d)" % self.settings.max_queue
             )
+
+    async def _wait_for_worker(self) -> Worker:
+        self._admit(len(self.waiters))
         waiter = asyncio.get_running_loop().create_future()
         self.waiters.append((waiter, time.monotonic()))
         try:
@@ -414,7 +457,10 @@ class WorkerPool:
             raise
 
     def release(self, worker: Worker) -> None:
-        """``worker`` has room again: hand it to the oldest waiting request."""
+        """``worker`` has room again: hand it to the oldest waiting request (or batch)."""
+        if self.batcher is not None:
+            self.batcher.dispatch()
+            return
         while worker.ready and worker.load < self.depth and self.waiters:
             waiter, _ = self.waiters.popleft()
             if not waiter.done():
@@ -448,12 +494,14 @@ class WorkerPool:
         while self.waiters and now - max(self.waiters[0][1], self._serving_since) > self.timeout:
             waiter, _ = self.waiters.popleft()
             if not waiter.done():
-                waiter.set_exception(
-                    ModelNotReady(
-                        "no worker became free within SAGEMAKER_MODEL_SERVER_TIMEOUT=%gs"
-                        % self.timeout
-                    )
-                )
+                waiter.set_exception(self._queue_timeout())
+        if self.batcher is not None and now - self._serving_since > self.timeout:
+            self.batcher.expire(now - self.timeout, self._queue_timeout)
+
+    def _queue_timeout(self) -> Exception:
+        return ModelNotReady(
+            "no worker became free within SAGEMAKER_MODEL_SERVER_TIMEOUT=%gs" % self.timeout
+        )
 
     def _expire_loads(self, now: float) -> None:
         """A replacement gets SAGEMAKER_STARTUP_TIMEOUT to load, as the first workers did."""
@@ -479,6 +527,8 @@ class WorkerPool:
         worker.kill()
 
     def _fail_waiters(self, error: Exception) -> None:
+        if self.batcher is not None:
+            self.batcher.fail_all(error)
         while self.waiters:
             waiter, _ = self.waiters.popleft()
             if not waiter.done():

@@ -14,9 +14,9 @@ import socket
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
-from eikit import logs
+from eikit import batching, logs
 from eikit.accelerators import ProbeResult
 from eikit.context import Context
 from eikit.errors import (
@@ -28,7 +28,7 @@ from eikit.errors import (
     out_of_memory,
     status_of,
 )
-from eikit.pipeline import Pipeline
+from eikit.pipeline import Pipeline, Result
 from eikit.runtime import find_runtime
 from eikit.server import protocol
 from eikit.settings import Settings
@@ -133,12 +133,46 @@ def _handle(
     headers: bytes,
     body: bytes,
 ) -> Tuple[bytes, bytes]:
+    if isinstance(pipeline, Pipeline) and pipeline.hooks.batch_hooks:
+        # The script's hooks take lists: this request is a batch of one.
+        request = batching.Request(body, content_type, accept, headers, request_id)
+        return reply(pipeline, *batching.invoke_batch(pipeline, [request])[0])
     try:
         result = pipeline.invoke(body, content_type, accept, headers, request_id)
     except Exception as exc:
+        return reply(pipeline, exc, pipeline.timings)
+    return reply(pipeline, result, pipeline.timings)
+
+
+def handle_batch(pipeline: Pipeline, meta: bytes, body: bytes) -> bytes:
+    """A BATCH frame's requests, run together: their RESPONSE frames, in order."""
+    requests = []
+    for item_meta, item_body in protocol.parse_batch(meta, body):
+        request_id, content_type, accept, headers = protocol.parse_request_meta(item_meta)
+        requests.append(batching.Request(item_body, content_type, accept, headers, request_id))
+    token = logs.request_id.set(",".join(request.request_id for request in requests))
+    try:
+        outcomes = batching.invoke_batch(pipeline, requests)
+    finally:
+        logs.request_id.reset(token)
+    frames = []
+    for outcome, timings in outcomes:
+        response_meta, response_body = reply(pipeline, outcome, timings)
+        frames.append(protocol.head(protocol.RESPONSE, 0, response_meta, len(response_body)))
+        frames.append(response_body)
+    return b"".join(frames)
+
+
+def reply(
+    pipeline: Pipeline, outcome: Union[Result, Exception], timings: Tuple[float, float, float]
+) -> Tuple[bytes, bytes]:
+    """Response meta and body for an answer or an error."""
+    if isinstance(outcome, Exception):
+        exc = outcome
         status = status_of(exc)
         if status >= 500 and not isinstance(exc, EikitError):
-            log.error("request failed:\n%s", traceback.format_exc().rstrip())
+            trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            log.error("request failed:\n%s", trace.rstrip())
         elif status >= 500:
             log.error("request failed: %s", exc)
         else:
@@ -146,12 +180,11 @@ def _handle(
         code = code_of(exc)
         headers_out = pipeline.context.response()[2]  # what the script set, but its type
         return (
-            protocol.response_meta(status, "application/json", headers_out, pipeline.timings),
+            protocol.response_meta(status, "application/json", headers_out, timings),
             error_body(client_message(exc), code),
         )
-    meta = protocol.response_meta(
-        result.status, result.content_type, result.headers, pipeline.timings
-    )
+    result = outcome
+    meta = protocol.response_meta(result.status, result.content_type, result.headers, timings)
     return meta, result.body
 
 
@@ -195,6 +228,9 @@ def serve_forever(sock: socket.socket) -> int:
         if frame is None:
             return 0
         kind, request_id, request_meta, body = frame
+        if kind == protocol.BATCH:
+            sock.sendall(handle_batch(pipeline, request_meta, body))
+            continue
         if kind != protocol.REQUEST:
             continue
         response_meta, response_body = handle(pipeline, request_meta, body)
