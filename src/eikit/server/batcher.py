@@ -33,6 +33,7 @@ class Batcher:
         self.pick = pick
         self.pending: Deque[Item] = deque()
         self._timer: Optional[asyncio.TimerHandle] = None
+        self._due = 0.0  # when the armed timer fires (uvloop's handles cannot say)
 
     def add(self, future: asyncio.Future, meta: bytes, body: protocol.Body) -> None:
         self.pending.append((future, time.monotonic(), meta, body))
@@ -63,10 +64,12 @@ class Batcher:
                 worker.send_batch(batch)
 
     def _arm(self, wait: float) -> None:
+        due = time.monotonic() + wait
         if self._timer is not None:
-            if self._timer.when() <= asyncio.get_running_loop().time() + wait:
+            if self._due <= due:
                 return  # an earlier timer will look again
             self._timer.cancel()
+        self._due = due
         self._timer = asyncio.get_running_loop().call_later(wait, self._fire)
 
     def _fire(self) -> None:
