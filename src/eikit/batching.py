@@ -50,13 +50,26 @@ class Request:
 
 
 def invoke_batch(pipeline: Any, requests: List[Request]) -> List[Outcome]:
-    """One outcome per request, in order."""
+    """One outcome per request, in order. A runtime's own pipeline (not a ``Pipeline``)
+    batches with its ``invoke_batch(requests)`` if it has one, else one request at a time."""
     if isinstance(pipeline, Pipeline):
         if pipeline.hooks.batch_hooks:
             return _batch_hooks(pipeline, requests)
         if pipeline.short_path or not _has_request_hooks(pipeline):
             return _stacked(pipeline, requests)
-    return [_alone(pipeline, request) for request in requests]
+    else:
+        own = getattr(pipeline, "invoke_batch", None)
+        if own is not None:
+            return list(own(requests))
+    return [alone(pipeline, request) for request in requests]
+
+
+def takes_lists(pipeline: Any) -> bool:
+    """Whether the script opted in to batch hooks, so that even a lone request must reach
+    them as a batch (of one)."""
+    delegate = getattr(pipeline, "delegate", None)  # a runtime pipeline running core hooks
+    inner = delegate if isinstance(delegate, Pipeline) else pipeline
+    return isinstance(inner, Pipeline) and inner.hooks.batch_hooks
 
 
 def _has_request_hooks(pipeline: Pipeline) -> bool:
@@ -64,7 +77,8 @@ def _has_request_hooks(pipeline: Pipeline) -> bool:
     return any(hooks.get(name) for name in ("transform_fn", "input_fn", "predict_fn", "output_fn"))
 
 
-def _alone(pipeline: Any, request: Request) -> Outcome:
+def alone(pipeline: Any, request: Request) -> Outcome:
+    """``request`` through ``pipeline.invoke``, as without batching."""
     try:
         result = pipeline.invoke(
             request.body, request.content_type, request.accept, request.headers, request.request_id
@@ -107,9 +121,20 @@ def _stacked(pipeline: Pipeline, requests: List[Request]) -> List[Outcome]:
             singles.append(decoded)
         else:
             groups.setdefault(key[0], []).append(decoded)
+    stacked = calls = 0
     for group in groups.values():
-        if len(group) == 1 or not _predict_group(pipeline, group, outcomes):
+        if len(group) > 1 and _predict_group(pipeline, group, outcomes):
+            stacked += len(group)
+            calls += 1
+        else:
             singles.extend(group)
+    log.debug(
+        "batch of %d: %d stacked in %d call(s), %d alone",
+        len(requests),
+        stacked,
+        calls,
+        len(singles),
+    )
     for decoded in singles:
         started = perf_counter()
         try:

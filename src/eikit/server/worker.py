@@ -133,10 +133,6 @@ def _handle(
     headers: bytes,
     body: bytes,
 ) -> Tuple[bytes, bytes]:
-    if isinstance(pipeline, Pipeline) and pipeline.hooks.batch_hooks:
-        # The script's hooks take lists: this request is a batch of one.
-        request = batching.Request(body, content_type, accept, headers, request_id)
-        return reply(pipeline, *batching.invoke_batch(pipeline, [request])[0])
     try:
         result = pipeline.invoke(body, content_type, accept, headers, request_id)
     except Exception as exc:
@@ -144,10 +140,12 @@ def _handle(
     return reply(pipeline, result, pipeline.timings)
 
 
-def handle_batch(pipeline: Pipeline, meta: bytes, body: bytes) -> bytes:
-    """A BATCH frame's requests, run together: their RESPONSE frames, in order."""
+def handle_batch(pipeline: Pipeline, meta: bytes, body: bytes, single: bool = False) -> bytes:
+    """A BATCH frame's requests (or, ``single``, one REQUEST's), run together: their
+    RESPONSE frames, in order."""
     requests = []
-    for item_meta, item_body in protocol.parse_batch(meta, body):
+    items = [(meta, body)] if single else protocol.parse_batch(meta, body)
+    for item_meta, item_body in items:
         request_id, content_type, accept, headers = protocol.parse_request_meta(item_meta)
         requests.append(batching.Request(item_body, content_type, accept, headers, request_id))
     token = logs.request_id.set(",".join(request.request_id for request in requests))
@@ -223,6 +221,7 @@ def serve_forever(sock: socket.socket) -> int:
             {"accelerator": pipeline.context.accelerator, "device": pipeline.context.device}
         ),
     )
+    takes_lists = batching.takes_lists(pipeline)
     while True:
         frame = reader.read()
         if frame is None:
@@ -232,6 +231,9 @@ def serve_forever(sock: socket.socket) -> int:
             sock.sendall(handle_batch(pipeline, request_meta, body))
             continue
         if kind != protocol.REQUEST:
+            continue
+        if takes_lists:  # the script's hooks take lists: a lone request is a batch of one
+            sock.sendall(handle_batch(pipeline, request_meta, body, single=True))
             continue
         response_meta, response_body = handle(pipeline, request_meta, body)
         protocol.send(sock, protocol.RESPONSE, request_id, response_meta, response_body)
