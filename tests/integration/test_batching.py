@@ -281,3 +281,35 @@ def test_a_worker_that_dies_mid_batch_fails_that_batch_and_is_replaced(
         assert status == (500 if ident in doomed else 200), statuses
     endpoint.server.wait_ready(120)
     assert endpoint.invoke(record("later", 1)[0]).status_code == 200
+
+
+def save_random_mlp(model_dir: Path) -> None:
+    import torch
+
+    torch.manual_seed(7)
+    mlp = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
+    torch.jit.script(mlp.eval()).save(str(model_dir / "model.pt"))
+
+
+def test_a_float_model_answers_as_unbatched_to_the_last_rounding(
+    tmp_path: Path, start: Callable
+) -> None:
+    """Real weights: a larger batch may take another BLAS kernel, whose float32 sums round
+    differently in the last bits; each answer is its own request's, within that rounding."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    bodies = [
+        (json.dumps(rng.uniform(-3, 3, (1 + i % 3, 64)).tolist()).encode(), "application/json")
+        for i in range(48)
+    ]
+    answers = {}
+    for name, env in (("off", {}), ("on", {**BATCHED, "SAGEMAKER_TS_BATCH_SIZE": "16"})):
+        tree = ModelTree(tmp_path / name)
+        (tree.model_dir / "model.pt").unlink()
+        save_random_mlp(tree.model_dir)
+        endpoint = start(tree, env=env)
+        answers[name] = send_together(endpoint.url, bodies)
+    for on, off in zip(answers["on"], answers["off"]):
+        assert on[0] == off[0] == 200
+        np.testing.assert_allclose(json.loads(on[2]), json.loads(off[2]), rtol=1e-5, atol=1e-6)
