@@ -14,7 +14,8 @@ Which way a batch runs is fixed by the script:
   one when batching is off, so it works either way.
 - **per-request hooks** (a script with request hooks and no opt-in): each request through
   them in turn, exactly as without batching.
-- **the default hooks**: each request decoded by the runtime's ``input_fn``; requests whose
+- **the default hooks**: each request decoded by the runtime's ``input_fn`` (on the short
+  path, by the codecs: arrays, stacked before they become the framework's); requests whose
   inputs stack (``ModelSession.batch_key``: same dtype and shape after the batch dimension)
   run as one ``predict_fn`` call, whose answer is split back (``ModelSession.split_prediction``) and
   encoded per request by its Accept. Inputs that do not stack, or a stacked call that fails
@@ -111,7 +112,7 @@ def _stacked(pipeline: Pipeline, requests: List[Request]) -> List[Outcome]:
         started = perf_counter()
         try:
             media = codecs.negotiate(request.accept, pipeline.default_accept)
-            data = session.input_fn(request.body, request.content_type or codecs.JSON)
+            data = _decode(pipeline, request.body, request.content_type or codecs.JSON)
             key = session.batch_key(data)
         except Exception as exc:
             outcomes[index] = (exc, NOT_TIMED)
@@ -138,7 +139,7 @@ def _stacked(pipeline: Pipeline, requests: List[Request]) -> List[Outcome]:
     for decoded in singles:
         started = perf_counter()
         try:
-            prediction = session.predict_fn(decoded.data, pipeline.model)
+            prediction = _predict(pipeline, decoded.data)
         except Exception as exc:
             outcomes[decoded.index] = (exc, (decoded.decode_time, math.nan, math.nan))
             continue
@@ -146,14 +147,26 @@ def _stacked(pipeline: Pipeline, requests: List[Request]) -> List[Outcome]:
     return [outcome if outcome is not None else _lost() for outcome in outcomes]
 
 
+def _decode(pipeline: Pipeline, body: bytes, content_type: str) -> Any:
+    """A request's input as the pipeline's path takes it: the short path's decoded arrays
+    (stacked before they become the framework's, once), or what the default input_fn gives."""
+    if pipeline.short_path:
+        return codecs.decode(body, content_type)
+    return pipeline.session.input_fn(body, content_type)
+
+
+def _predict(pipeline: Pipeline, data: Any) -> Any:
+    if pipeline.short_path:
+        return pipeline.session.predict(pipeline.model, data)  # encodable: split as arrays
+    return pipeline.session.predict_fn(data, pipeline.model)
+
+
 def _predict_group(pipeline: Pipeline, group: List[_Decoded], outcomes: List[Any]) -> bool:
     """Run ``group`` as one stacked call; False (nothing answered) when it cannot be."""
     session = pipeline.session
     started = perf_counter()
     try:
-        prediction = session.predict_fn(
-            session.stack_inputs([d.data for d in group]), pipeline.model
-        )
+        prediction = _predict(pipeline, session.stack_inputs([d.data for d in group]))
         parts = session.split_prediction(prediction, [d.rows for d in group])
     except Exception as exc:  # one request may spoil a stacked call: let each run alone
         log.debug(
@@ -174,8 +187,11 @@ def _predict_group(pipeline: Pipeline, group: List[_Decoded], outcomes: List[Any
 def _encode(pipeline: Pipeline, decoded: _Decoded, prediction: Any, predict_time: float) -> Outcome:
     started = perf_counter()
     try:
-        produced = pipeline.session.output_fn(prediction, decoded.media)
-        result = pipeline._finish(produced, decoded.media)
+        if pipeline.short_path:
+            result = Result(codecs.encode(prediction, decoded.media), decoded.media)
+        else:
+            produced = pipeline.session.output_fn(prediction, decoded.media)
+            result = pipeline._finish(produced, decoded.media)
     except Exception as exc:
         return exc, (decoded.decode_time, predict_time, math.nan)
     return result, (decoded.decode_time, predict_time, perf_counter() - started)
