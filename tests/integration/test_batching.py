@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import requests
 
 from tests.integration.conftest import ModelTree, expected
+from tests.prometheus import samples
 
 # A long delay, so that requests sent together land in one batch however slow the machine.
 BATCHED = {"SAGEMAKER_TS_BATCH_SIZE": "8", "SAGEMAKER_TS_MAX_BATCH_DELAY": "400"}
@@ -118,6 +119,12 @@ def test_bad_request_in_a_batch_gets_400_and_its_neighbours_200(
         assert status == 200, body
         assert json.loads(body) == expected([[i, 0, 0, 0]])
     assert max(rows_seen(tree)) > 1
+    # Metrics count each request of a batch, by its own status.
+    found = samples(requests.get(endpoint.url + "/metrics", timeout=10).text)
+    assert found['eikit_requests_total{status="200"}'] == 7
+    assert found['eikit_requests_total{status="400"}'] == 1
+    assert found['eikit_request_duration_seconds_count{phase="total"}'] == 8
+    assert found['eikit_request_duration_seconds_count{phase="predict"}'] == 7  # not the 400
 
 
 def test_a_lone_request_is_answered(tree: ModelTree, start: Callable) -> None:
@@ -313,3 +320,29 @@ def test_a_float_model_answers_as_unbatched_to_the_last_rounding(
     for on, off in zip(answers["on"], answers["off"]):
         assert on[0] == off[0] == 200
         np.testing.assert_allclose(json.loads(on[2]), json.loads(off[2]), rtol=1e-5, atol=1e-6)
+
+
+SLOW_SCRIPT = BATCH_SCRIPT.replace(
+    '    if any(record["id"] == "boom"',
+    '    if any(record["id"] == "slow" for record in records):\n'
+    "        import time\n"
+    "        time.sleep(120)\n"
+    '    if any(record["id"] == "boom"',
+)
+
+
+def test_a_batch_past_the_timeout_answers_504_to_each_of_its_requests(
+    tree: ModelTree, start: Callable
+) -> None:
+    tree.script(SLOW_SCRIPT)
+    endpoint = start(tree, env={**BATCHED, "SAGEMAKER_MODEL_SERVER_TIMEOUT": "2"})
+    sent = [record("t%d" % i, i) for i in range(5)]
+    sent[1] = record("slow", 1)
+    answers = send_together(endpoint.url, sent)
+    statuses = {json.loads(body)["id"]: got[0] for (body, _), got in zip(sent, answers)}
+    doomed = {ident for batch in batches_logged(tree) if "slow" in batch for ident in batch}
+    assert "slow" in doomed
+    for ident, status in statuses.items():
+        assert status == (504 if ident in doomed else 200), statuses
+    endpoint.server.wait_ready(120)
+    assert endpoint.invoke(record("after", 1)[0]).status_code == 200
