@@ -5,7 +5,9 @@ script writes down what it got), never inferred from timings."""
 from __future__ import annotations
 
 import json
+import signal
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -346,3 +348,30 @@ def test_a_batch_past_the_timeout_answers_504_to_each_of_its_requests(
         assert status == (504 if ident in doomed else 200), statuses
     endpoint.server.wait_ready(120)
     assert endpoint.invoke(record("after", 1)[0]).status_code == 200
+
+
+def test_a_stop_signal_serves_the_requests_waiting_for_a_batch(
+    tree: ModelTree, start: Callable
+) -> None:
+    env = {"SAGEMAKER_TS_BATCH_SIZE": "8", "SAGEMAKER_TS_MAX_BATCH_DELAY": "3000"}
+    endpoint = start(tree, env=env)
+    result: Dict[str, Any] = {}
+
+    def client() -> None:
+        result["reply"] = endpoint.invoke(b"[[1, 2, 3, 4]]", timeout=60)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while True:  # until the request waits in the frontend for its batch to fill
+        found = samples(requests.get(endpoint.url + "/metrics", timeout=10).text)
+        if found.get("eikit_queue_depth{}") == 1:
+            break
+        assert time.monotonic() < deadline, "the request never queued"
+        time.sleep(0.02)
+    endpoint.server.process.send_signal(signal.SIGTERM)
+    thread.join(60)
+    assert not thread.is_alive()
+    assert result["reply"].status_code == 200, result["reply"].text
+    assert result["reply"].json() == expected([[1, 2, 3, 4]])
+    assert endpoint.server.process.wait(60) == 0
