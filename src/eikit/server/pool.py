@@ -4,8 +4,10 @@ Each worker runs one request at a time, in order. The frontend keeps up to
 ``EIKIT_WORKER_QUEUE`` requests sent to a worker, so a worker that finishes one finds the
 next already in its socket instead of waiting a round trip for it (measured here: going
 from 2 to 4 took the tiny MLP from about 6,800 to about 9,000 requests/s, with less CPU per
-request on both sides); beyond that, requests wait in the frontend's bounded queue. One
-watchdog timer, not one per request, enforces the timeouts. Nothing here blocks the event
+request on both sides); beyond that, requests wait in the frontend's bounded queue. With
+dynamic batching (``SAGEMAKER_TS_BATCH_SIZE`` above 1) requests wait in a ``Batcher``
+instead and reach the workers as batches, which time out, fail and are resent as a single
+request is. One watchdog timer, not one per request, enforces the timeouts. Nothing here blocks the event
 loop, so ``/ping`` always answers at once.
 
 Faults never become an outage once the model has loaded: a worker that exits is
