@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import requests
 
 from tests.integration.conftest import ModelTree, expected
+from tests.integration.mme import endpoints
 from tests.prometheus import samples
 
 # A long delay, so that requests sent together land in one batch however slow the machine.
@@ -375,3 +376,34 @@ def test_a_stop_signal_serves_the_requests_waiting_for_a_batch(
     assert result["reply"].status_code == 200, result["reply"].text
     assert result["reply"].json() == expected([[1, 2, 3, 4]])
     assert endpoint.server.process.wait(60) == 0
+
+
+def test_each_model_of_a_multi_model_endpoint_batches_its_own_requests(tmp_path: Path) -> None:
+    servers = endpoints(tmp_path)
+    start = next(servers)
+    try:
+        mme = start(BATCHED)
+        for name in ("a", "b"):
+            path = mme.make(name, script=RECORDING)
+            assert mme.load(name, path).status_code == 200
+        gate = threading.Barrier(24)
+
+        def one(i: int) -> Tuple[int, Any]:
+            name = "ab"[i % 2]
+            gate.wait(timeout=60)
+            reply = mme.invoke(name, json.dumps([[i, 1, 2, 3]]).encode(), header=bool(i % 3))
+            return reply.status_code, reply.json()
+
+        with ThreadPoolExecutor(24) as pool:
+            answers = list(pool.map(one, range(24)))
+        for i, (status, body) in enumerate(answers):
+            assert status == 200, body
+            assert body == expected([[i, 1, 2, 3]])
+        for name in ("a", "b"):  # each model stacked its own requests, 12 in all
+            seen = [
+                int(n)
+                for n in (mme.base / "models" / name / "model" / "batches.log").read_text().split()
+            ]
+            assert sum(seen) == 12 and max(seen) > 1
+    finally:
+        next(servers, None)
