@@ -363,13 +363,7 @@ def test_a_stop_signal_serves_the_requests_waiting_for_a_batch(
 
     thread = threading.Thread(target=client)
     thread.start()
-    deadline = time.monotonic() + 60
-    while True:  # until the request waits in the frontend for its batch to fill
-        found = samples(requests.get(endpoint.url + "/metrics", timeout=10).text)
-        if found.get("eikit_queue_depth{}") == 1:
-            break
-        assert time.monotonic() < deadline, "the request never queued"
-        time.sleep(0.02)
+    wait_queued(endpoint.url, 1)  # the request waits in the frontend for its batch to fill
     endpoint.server.process.send_signal(signal.SIGTERM)
     thread.join(60)
     assert not thread.is_alive()
@@ -407,3 +401,30 @@ def test_each_model_of_a_multi_model_endpoint_batches_its_own_requests(tmp_path:
             assert sum(seen) == 12 and max(seen) > 1
     finally:
         next(servers, None)
+
+
+def wait_queued(url: str, count: int) -> None:
+    """Until ``count`` requests wait in the frontend for their batch."""
+    deadline = time.monotonic() + 60
+    while True:
+        found = samples(requests.get(url + "/metrics", timeout=10).text)
+        if found.get("eikit_queue_depth{}") == count:
+            return
+        assert time.monotonic() < deadline, "never saw %d requests queued" % count
+        time.sleep(0.02)
+
+
+def test_batch_hooks_get_the_requests_in_the_order_they_came(
+    tree: ModelTree, start: Callable
+) -> None:
+    tree.script(BATCH_SCRIPT)
+    env = {"SAGEMAKER_TS_BATCH_SIZE": "8", "SAGEMAKER_TS_MAX_BATCH_DELAY": "5000"}
+    endpoint = start(tree, env=env)
+    with ThreadPoolExecutor(6) as pool:
+        futures = []
+        for i in range(6):  # each sent once the one before it waits in the queue
+            futures.append(pool.submit(endpoint.invoke, record("o%d" % i, i)[0], timeout=60))
+            wait_queued(endpoint.url, i + 1)
+        answers = [future.result() for future in futures]
+    assert [answer.json()["id"] for answer in answers] == ["o%d" % i for i in range(6)]
+    assert batches_logged(tree) == [["o%d" % i for i in range(6)]]  # one batch, in order
