@@ -7,8 +7,8 @@ from 2 to 4 took the tiny MLP from about 6,800 to about 9,000 requests/s, with l
 request on both sides); beyond that, requests wait in the frontend's bounded queue. With
 dynamic batching (``SAGEMAKER_TS_BATCH_SIZE`` above 1) requests wait in a ``Batcher``
 instead and reach the workers as batches, which time out, fail and are resent as a single
-request is. One watchdog timer, not one per request, enforces the timeouts. Nothing here blocks the event
-loop, so ``/ping`` always answers at once.
+request is. One watchdog timer, not one per request, enforces the timeouts. Nothing here
+blocks the event loop, so ``/ping`` always answers at once.
 
 Faults never become an outage once the model has loaded: a worker that exits is
 replaced, and a replacement that cannot start, fails to load, exits or outlasts
