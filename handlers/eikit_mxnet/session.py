@@ -20,12 +20,13 @@ from __future__ import annotations
 import importlib
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, List, Optional, Union
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple, Union
 
 from eikit import codecs
 from eikit.accelerators import ProbeResult
 from eikit.errors import BadRequest, ConfigurationError, InternalError
 from eikit.runtime import ModelSession
+from eikit_mxnet import batches
 from eikit_mxnet.arrays import empty_request, refusal, request_arrays, to_inputs, to_numpy, wait
 from eikit_mxnet.loading import find_model_files, load_gluon, load_module
 
@@ -228,6 +229,16 @@ class MXNetSession(ModelSession):
             raise BadRequest(str(refused) + takes) from exc
 
     # --- output_fn ---
+    # --- dynamic batching: NDArrays stack and split like arrays ---
+    def batch_key(self, data: Any) -> Optional[Tuple[Any, int]]:
+        return batches.ndarray_key(self.mx, data) or super().batch_key(data)
+
+    def stack_inputs(self, inputs: List[Any]) -> Any:
+        return batches.stack(self.mx, inputs)
+
+    def split_prediction(self, prediction: Any, counts: List[int]) -> Optional[List[Any]]:
+        return batches.split(self.mx, prediction, counts)
+
     def to_wire(self, prediction: Any) -> Any:
         return to_numpy(self.mx, prediction)
 

@@ -22,7 +22,7 @@ import itertools
 import logging
 import weakref
 from pathlib import Path
-from typing import Any, ContextManager, Optional
+from typing import Any, ContextManager, List, Optional, Tuple
 
 from eikit.accelerators import ProbeResult
 from eikit.compile.command import not_compiled_message
@@ -30,6 +30,7 @@ from eikit.errors import ConfigurationError, NotCompiled
 from eikit.neuron.facts import GENERATIONS
 from eikit.neuron.manifest import Compiled, read_manifest
 from eikit.runtime import ModelSession
+from eikit_pytorch import batches
 from eikit_pytorch.compiled import CompiledModel, load_compiled
 from eikit_pytorch.loading import (
     find_model_file,
@@ -175,6 +176,16 @@ class TorchSession(ModelSession):
 
     def to_wire(self, prediction: Any) -> Any:
         return to_numpy(prediction)
+
+    # --- dynamic batching: tensors stack and split like arrays ---
+    def batch_key(self, data: Any) -> Optional[Tuple[Any, int]]:
+        return batches.tensor_key(data) or super().batch_key(data)
+
+    def stack_inputs(self, inputs: List[Any]) -> Any:
+        return batches.stack(inputs)
+
+    def split_prediction(self, prediction: Any, counts: List[int]) -> Optional[List[Any]]:
+        return batches.split(prediction, counts)
 
 
 class CudaSession(TorchSession):

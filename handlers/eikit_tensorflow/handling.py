@@ -31,12 +31,13 @@ import logging
 import math
 from pathlib import Path
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Protocol, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol, Tuple
 from urllib.parse import urlsplit
 
+from eikit import batching
 from eikit.errors import EikitError, InferenceError, InternalError, UserScriptError
 from eikit.pipeline import NOT_TIMED, DefaultHooks, Pipeline, Result, as_body
-from eikit_tensorflow import invocation, rest
+from eikit_tensorflow import batches, invocation, rest
 from eikit_tensorflow.executor import Executor, LoadedModels
 
 if TYPE_CHECKING:
@@ -216,6 +217,15 @@ class TensorFlowPipeline:
         if not self.scripted:
             return self._default(body, content_type, accept, attributes)
         return self._scripted(body, content_type, accept, attributes)
+
+    def invoke_batch(self, requests: List[batching.Request]) -> List[batching.Outcome]:
+        """Dynamic batching: see ``eikit_tensorflow.batches``; a script's pipeline runs each
+        request alone, a delegate (sagemaker-inference hooks) as the core batches them."""
+        if self.delegate is not None:
+            return batching.invoke_batch(self.delegate, requests)
+        if self.scripted:
+            return [batching.alone(self, request) for request in requests]
+        return batches.invoke_batch(self, requests)
 
     def _default(
         self,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import TYPE_CHECKING, Dict, Optional
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
 from eikit.accelerators import Probe, ProbeResult
 from eikit.errors import ConfigurationError
 from eikit.runtime import ModelSession, Runtime
+from eikit_tensorflow import tfs_config
 from eikit_tensorflow.probes import CudaCheck, cuda_probe, eia_probe, find_ei_binary, tf_cuda_check
 
 if TYPE_CHECKING:
@@ -93,3 +94,19 @@ class TensorFlowRuntime(Runtime):
 
         path, why = execution_path(settings)
         return {"execution": path, "execution_reason": why}
+
+    def batching(self, settings: Settings) -> Tuple[int, float]:
+        """``SAGEMAKER_TS_BATCH_SIZE`` when set above 1; else, with TensorFlow in the worker,
+        AWS's TF Serving batching settings drive eikit's batching (a TF Serving binary batches
+        by itself with them, so the frontend does not batch for it too)."""
+        if settings.ts_batch_size > 1 or not settings.tfs_enable_batching:
+            return super().batching(settings)
+        from eikit_tensorflow.session import execution_path
+
+        if execution_path(settings)[0] != "in-process":
+            return 1, 0.0
+        size = settings.tfs_max_batch_size or tfs_config.DEFAULT_MAX_BATCH_SIZE
+        micros = settings.tfs_batch_timeout_micros
+        if micros is None:
+            micros = tfs_config.DEFAULT_BATCH_TIMEOUT_MICROS
+        return size, micros / 1e6

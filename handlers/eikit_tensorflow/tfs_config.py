@@ -58,6 +58,11 @@ def _base_path(name: str, versions: Dict[int, Path]) -> Path:
     return base
 
 
+# AWS's defaults for SAGEMAKER_TFS_MAX_BATCH_SIZE and SAGEMAKER_TFS_BATCH_TIMEOUT_MICROS.
+DEFAULT_MAX_BATCH_SIZE = 8
+DEFAULT_BATCH_TIMEOUT_MICROS = 1000
+
+
 @dataclass(frozen=True)
 class Batching:
     """TF Serving's batching parameters, as AWS fills them: a setting when given, else
@@ -85,7 +90,7 @@ def batching(
             "max_batch_size",
             "SAGEMAKER_TFS_MAX_BATCH_SIZE",
             max_batch_size,
-            8,
+            DEFAULT_MAX_BATCH_SIZE,
             "max_batch_size defaulted to {}. Set {} to override default. "
             "Tuning this parameter may yield better performance.",
         ),
@@ -93,7 +98,7 @@ def batching(
             "batch_timeout_micros",
             "SAGEMAKER_TFS_BATCH_TIMEOUT_MICROS",
             batch_timeout_micros,
-            1000,
+            DEFAULT_BATCH_TIMEOUT_MICROS,
             "batch_timeout_micros defaulted to {}. Set {} to override "
             "default. Tuning this parameter may yield better performance.",
         ),

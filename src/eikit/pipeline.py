@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
-from typing import Any, Dict, Optional, Protocol, Tuple, Union
+from typing import Any, Dict, List, Optional, Protocol, Tuple, Union
 
 from eikit import codecs
 from eikit.context import Context, HeaderSource
@@ -95,6 +95,12 @@ class DefaultHooks(Protocol):
     def output_fn(self, prediction: Any, accept: str) -> Tuple[bytes, str]: ...
 
     def predict(self, model: Any, data: Any) -> Any: ...
+
+    def batch_key(self, data: Any) -> Optional[Tuple[Any, int]]: ...
+
+    def stack_inputs(self, inputs: List[Any]) -> Any: ...
+
+    def split_prediction(self, prediction: Any, counts: List[int]) -> Optional[List[Any]]: ...
 
 
 class Pipeline:

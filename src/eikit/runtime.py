@@ -112,6 +112,29 @@ class ModelSession(ABC):
         """Decoded request in, encodable prediction out: the default hooks end to end."""
         return self.to_wire(self.predict_fn(self.to_input(data), model))
 
+    # --- dynamic batching ----------------------------------------------------------
+
+    def batch_key(self, data: Any) -> Optional[Tuple[Any, int]]:
+        """What ``input_fn`` returned, seen for stacking: (a key that requests stacked
+        together share, its rows), or None when it cannot be stacked. The default stacks
+        numpy arrays of two or more dimensions (``eikit.stacking``)."""
+        from eikit import stacking
+
+        return stacking.array_key(data)
+
+    def stack_inputs(self, inputs: List[Any]) -> Any:
+        """Inputs of one ``batch_key``, as one input (along the first dimension)."""
+        from eikit import stacking
+
+        return stacking.stack_arrays(inputs)
+
+    def split_prediction(self, prediction: Any, counts: List[int]) -> Optional[List[Any]]:
+        """``predict_fn``'s answer to a stacked input, cut back into one answer per request
+        (``counts`` rows each); None when it cannot be (the requests then run one by one)."""
+        from eikit import stacking
+
+        return stacking.split_nested(prediction, counts)
+
     # --- the pipeline -------------------------------------------------------------
 
     def make_pipeline(
@@ -174,6 +197,12 @@ class Runtime(ABC):
         ``SAGEMAKER_SAFE_PORT_RANGE``); None: no limit. A multi-model endpoint hands numbers
         out from a free list within it."""
         return None
+
+    def batching(self, settings: Settings) -> Tuple[int, float]:
+        """Dynamic batching for this runtime's models: (most requests in a batch, most
+        seconds a request waits for its batch to fill). A batch of 1 is no batching. The
+        default reads ``SAGEMAKER_TS_BATCH_SIZE`` and ``SAGEMAKER_TS_MAX_BATCH_DELAY``."""
+        return settings.ts_batch_size, settings.ts_max_batch_delay / 1000.0
 
     def execution(self, settings: Settings, accelerator: ProbeResult) -> Dict[str, str]:
         """Extra facts for ``eikit detect`` about how this runtime will run the model on

@@ -223,6 +223,21 @@ class Settings(BaseSettings):
         "behind it). More keeps busy workers fed on small models; 1 sends a request only to "
         "an idle worker, best when request costs vary widely.",
     )
+    ts_batch_size: int = Field(
+        1,
+        alias="SAGEMAKER_TS_BATCH_SIZE",
+        ge=1,
+        description="Dynamic batching: the most requests a worker runs as one batch (AWS's "
+        "PyTorch container's name, read by every runtime here). 1 (the default): no batching. "
+        "See Dynamic batching in the serving docs.",
+    )
+    ts_max_batch_delay: float = Field(
+        100.0,
+        alias="SAGEMAKER_TS_MAX_BATCH_DELAY",
+        ge=0,
+        description="Dynamic batching: the most milliseconds a request waits for others to "
+        "fill its batch once a worker is free for it (with `SAGEMAKER_TS_BATCH_SIZE` above 1).",
+    )
     max_queue: int = Field(
         1000,
         alias="EIKIT_MAX_QUEUE",
@@ -380,8 +395,10 @@ class Settings(BaseSettings):
     tfs_enable_batching: bool = Field(
         False,
         alias="SAGEMAKER_TFS_ENABLE_BATCHING",
-        description="TensorFlow with a TF Serving binary: `--enable_batching` with a "
-        "batching parameters file from the four settings below.",
+        description="TensorFlow: batch requests. With a TF Serving binary: `--enable_batching` "
+        "with a batching parameters file from the four settings below; with TensorFlow in the "
+        "worker: eikit's dynamic batching with `SAGEMAKER_TFS_MAX_BATCH_SIZE` and "
+        "`SAGEMAKER_TFS_BATCH_TIMEOUT_MICROS` (unless `SAGEMAKER_TS_BATCH_SIZE` is set).",
     )
     tfs_max_batch_size: Optional[int] = Field(
         None,

@@ -2,6 +2,10 @@
 
 Every hook may take a trailing ``context`` argument; whether it does is decided here, from
 its signature, so no signature is inspected per request.
+
+A script that sets ``BATCH_HOOKS = True`` opts in to batch hooks: its ``transform_fn``, or
+its ``input_fn`` and ``output_fn`` (and ``predict_fn`` if it has one), get a list of
+requests and return one answer per request (see ``eikit.batching``).
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ HOOK_ARITY: Dict[str, int] = {
 }
 
 
+# The module-level flag by which a script's hooks take a batch (lists) instead of one request.
+BATCH_FLAG = "BATCH_HOOKS"
+
+
 @dataclass(frozen=True)
 class Hook:
     """A user function and whether it wants the context appended."""
@@ -51,6 +59,7 @@ class UserHooks:
     # Every name the script defines: a runtime whose AWS container used other hook names
     # (TensorFlow's input_handler/output_handler/handler) checks and picks its own here.
     namespace: Dict[str, Any] = field(default_factory=dict)
+    batch_hooks: bool = False  # the script set BATCH_HOOKS = True: its hooks take lists
 
     def get(self, name: str) -> Optional[Hook]:
         return self.hooks.get(name)
@@ -93,7 +102,17 @@ def validate(module_name: Optional[str], namespace: Dict[str, Any]) -> UserHooks
                 "transform_fn replaces input_fn, predict_fn and output_fn; "
                 "define it alone or remove it (also defined: %s)" % ", ".join(clash)
             )
-    return UserHooks(module_name, hooks, dict(namespace))
+    batch_hooks = namespace.get(BATCH_FLAG, False)
+    if not isinstance(batch_hooks, bool):
+        raise UserScriptError("%s must be True or False" % BATCH_FLAG)
+    if batch_hooks and "transform_fn" not in hooks:
+        missing = [n for n in ("input_fn", "output_fn") if n not in hooks]
+        if missing:
+            raise UserScriptError(
+                "%s = True: define transform_fn, or input_fn and output_fn, taking lists "
+                "(missing: %s)" % (BATCH_FLAG, ", ".join(missing))
+            )
+    return UserHooks(module_name, hooks, dict(namespace), batch_hooks)
 
 
 # Modules scripts import from AWS's containers (``sagemaker_inference``): last on the path.

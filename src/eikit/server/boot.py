@@ -126,6 +126,7 @@ class Boot:
                 self.worker_count,
                 self.metrics,
                 template=self.template,
+                batching=runtime.batching(settings),
             )
             self.pool.draining = self.shutting_down
             await self.pool.start()

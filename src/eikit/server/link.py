@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from collections import deque
-from typing import Any, Deque, Dict, Optional, Protocol
+from typing import Any, Deque, Dict, List, Optional, Protocol, Tuple
 
 from eikit.server import protocol
 from eikit.server.handles import WorkerHandle
@@ -40,6 +40,9 @@ class Worker(asyncio.Protocol):
         self.transport: Optional[asyncio.Transport] = None
         self.frames = protocol.FrameBuffer()
         self.inflight: Deque[asyncio.Future] = deque()
+        # How many of ``inflight`` each frame sent carried (1 for a REQUEST, n for a BATCH):
+        # a batch runs as one, so its requests start, time out and die together.
+        self.batches: Deque[int] = deque()
         self.promised = 0  # slots handed to waiting requests that have not sent yet
         self.head_started = 0.0  # when the request at the head of ``inflight`` began
         self.head_undelivered = False  # its write failed: the worker was already gone
@@ -62,7 +65,11 @@ class Worker(asyncio.Protocol):
         for kind, _request_id, meta, body in self.frames.feed(data):
             if kind == protocol.RESPONSE:
                 future = self.inflight.popleft()
-                self.head_started = time.monotonic()
+                if self.batches[0] == 1:
+                    self.batches.popleft()
+                    self.head_started = time.monotonic()
+                else:
+                    self.batches[0] -= 1
                 if not future.done():
                     future.set_result((meta, body))
                 self.pool.release(self)
@@ -97,8 +104,21 @@ class Worker(asyncio.Protocol):
         if head:
             self.head_started = time.monotonic()
         self.inflight.append(future)
+        self.batches.append(1)
         self.send(protocol.REQUEST, meta, body)
         if head and self.transport is not None and self.transport.is_closing():
+            self.head_undelivered = True
+
+    def send_batch(self, items: List[Tuple[asyncio.Future, bytes, protocol.Body]]) -> None:
+        """Queue (future, meta, body) requests on this worker as one batch."""
+        assert self.transport is not None
+        head = not self.inflight
+        if head:
+            self.head_started = time.monotonic()
+        self.inflight.extend(future for future, _, _ in items)
+        self.batches.append(len(items))
+        self.transport.writelines(protocol.batch_frame([(meta, body) for _, meta, body in items]))
+        if head and self.transport.is_closing():
             self.head_undelivered = True
 
     def kill(self) -> None:
@@ -107,13 +127,15 @@ class Worker(asyncio.Protocol):
             self.transport.close()
 
     def abandon(self, head_error: Exception) -> None:
-        """Fail the running request with ``head_error``; the queued ones are resent, and so
-        is the head when it never reached the worker."""
+        """Fail the running request (every request of the running batch) with
+        ``head_error``; the queued ones are resent, and so is the head when it never reached
+        the worker."""
+        running = 0 if self.head_undelivered or not self.batches else self.batches[0]
         for position, future in enumerate(self.inflight):
             if not future.done():
-                started = position == 0 and not self.head_undelivered
-                future.set_exception(head_error if started else Retry())
+                future.set_exception(head_error if position < running else Retry())
         self.inflight.clear()
+        self.batches.clear()
 
 
 def control_json(meta: bytes) -> Dict[str, Any]:

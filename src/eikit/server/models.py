@@ -107,6 +107,7 @@ class ModelRegistry:
         self.model_settings = settings.model_copy(update={"workers": self.workers})
         runtime = find_runtime(runtime_name)
         self.lib_replaces_requirements = runtime.lib_replaces_requirements
+        self.batching = runtime.batching(settings)  # the endpoint's, for each model
         self.capacity = Capacity(
             settings,
             self.workers,
@@ -229,6 +230,7 @@ class ModelRegistry:
             packages=model.packages,
             device_offset=model.slot * self.workers,
             template=self.template,
+            batching=self.batching,
         )
         pool.on_health = lambda changed: self._pool_health(model, changed)
         return pool

@@ -4,9 +4,11 @@ Each worker runs one request at a time, in order. The frontend keeps up to
 ``EIKIT_WORKER_QUEUE`` requests sent to a worker, so a worker that finishes one finds the
 next already in its socket instead of waiting a round trip for it (measured here: going
 from 2 to 4 took the tiny MLP from about 6,800 to about 9,000 requests/s, with less CPU per
-request on both sides); beyond that, requests wait in the frontend's bounded queue. One
-watchdog timer, not one per request, enforces the timeouts. Nothing here blocks the event
-loop, so ``/ping`` always answers at once.
+request on both sides); beyond that, requests wait in the frontend's bounded queue. With
+dynamic batching (``SAGEMAKER_TS_BATCH_SIZE`` above 1) requests wait in a ``Batcher``
+instead and reach the workers as batches, which time out, fail and are resent as a single
+request is. One watchdog timer, not one per request, enforces the timeouts. Nothing here
+blocks the event loop, so ``/ping`` always answers at once.
 
 Faults never become an outage once the model has loaded: a worker that exits is
 replaced, and a replacement that cannot start, fails to load, exits or outlasts
@@ -33,6 +35,7 @@ from eikit.accelerators import ProbeResult
 from eikit.errors import InternalError, ModelLoadFailed, ModelNotReady, PredictionTimeout
 from eikit.server import protocol
 from eikit.server.backoff import REPLACE_DELAY, ReplacementPolicy
+from eikit.server.batcher import BATCHES_AHEAD, Batcher
 from eikit.server.handles import SpawnedHandle, WorkerHandle
 from eikit.server.link import Retry, Worker
 from eikit.server.metrics import Metrics
@@ -62,11 +65,14 @@ class WorkerPool:
         packages: Optional[Path] = None,
         device_offset: int = 0,
         template: Optional[Template] = None,
+        batching: Tuple[int, float] = (1, 0.0),
     ) -> None:
         """``model_dir``, ``packages`` and ``device_offset``: for one model of a multi-model
         endpoint, where it is, where its requirements went, and where its workers' device
         numbering starts (so models spread over several GPUs). ``template``: fork workers
-        from it (``EIKIT_WORKER_START=fork``) rather than spawn them."""
+        from it (``EIKIT_WORKER_START=fork``) rather than spawn them. ``batching``: the most
+        requests in a batch and the most seconds one waits for its batch to fill
+        (``Runtime.batching``); a batch of 1 sends requests one by one."""
         self.settings = settings
         self.template = template
         self._spawn_reason: Optional[str] = None  # why this pool spawns despite a template
@@ -96,6 +102,8 @@ class WorkerPool:
         # Told when the pool's health may have changed (a worker became ready, left the
         # ready ones, or the pool failed): a multi-model endpoint's registry listens.
         self.on_health: Optional[Callable[[WorkerPool], None]] = None
+        size, delay = batching
+        self.batcher = Batcher(size, delay, self._pick_for_batch) if size > 1 else None
 
     def _health_changed(self) -> None:
         if self.on_health is not None:
@@ -113,7 +121,7 @@ class WorkerPool:
     def gauges(self) -> Dict[str, float]:
         """What /metrics reports of the pool at a scrape."""
         return {
-            "queue_depth": len(self.waiters),
+            "queue_depth": len(self.waiters) + self.batched_waiting,
             "inflight": sum(len(worker.inflight) for worker in self.workers.values()),
             "workers_ready": len(self.ready),
             "workers": self.count,
@@ -126,7 +134,15 @@ class WorkerPool:
     @property
     def busy(self) -> bool:
         """A request is running, sent ahead or waiting: the model may not be evicted."""
-        return bool(self.waiters) or any(worker.load for worker in self.workers.values())
+        return (
+            bool(self.waiters)
+            or bool(self.batched_waiting)
+            or any(worker.load for worker in self.workers.values())
+        )
+
+    @property
+    def batched_waiting(self) -> int:
+        return len(self.batcher.pending) if self.batcher is not None else 0
 
     def describe(self) -> Dict[str, Any]:
         return {
@@ -373,6 +389,8 @@ class WorkerPool:
         self.stopping = True
         if self._watchdog is not None:
             self._watchdog.cancel()
+        if self.batcher is not None:
+            self.batcher.close()
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
@@ -404,6 +422,8 @@ class WorkerPool:
         return best
 
     async def submit(self, meta: bytes, body: bytes) -> Reply:
+        if self.batcher is not None:
+            return await self._submit_batched(self.batcher, meta, body)
         loop = asyncio.get_running_loop()
         while True:
             worker = self._pick()
@@ -419,17 +439,42 @@ class WorkerPool:
             except Retry:
                 continue
 
-    async def _wait_for_worker(self) -> Worker:
+    async def _submit_batched(self, batcher: Batcher, meta: bytes, body: bytes) -> Reply:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._admit(len(batcher.pending))
+            future = loop.create_future()
+            batcher.add(future, meta, body)
+            try:
+                return await future
+            except Retry:
+                continue
+
+    def _pick_for_batch(self) -> Optional[Worker]:
+        best = None
+        for worker in self.ready:
+            ahead = len(worker.batches)
+            if ahead == 0:
+                return worker
+            if ahead < BATCHES_AHEAD and (best is None or ahead < len(best.batches)):
+                best = worker
+        return best
+
+    def _admit(self, waiting: int) -> None:
+        """503 for a request that cannot be queued now."""
         if self.failed_reason is not None:
             raise ModelLoadFailed("model failed to load: %s" % self.failed_reason)
         if not self.loaded.is_set():
             raise ModelNotReady("model is still loading")
         if self.stopping or (self.draining and not self.workers):
             raise ModelNotReady("server is shutting down")
-        if len(self.waiters) >= self.settings.max_queue:
+        if waiting >= self.settings.max_queue:
             raise ModelNotReady(
                 "too many requests waiting (EIKIT_MAX_QUEUE=%d)" % self.settings.max_queue
             )
+
+    async def _wait_for_worker(self) -> Worker:
+        self._admit(len(self.waiters))
         waiter = asyncio.get_running_loop().create_future()
         self.waiters.append((waiter, time.monotonic()))
         try:
@@ -443,7 +488,10 @@ class WorkerPool:
             raise
 
     def release(self, worker: Worker) -> None:
-        """``worker`` has room again: hand it to the oldest waiting request."""
+        """``worker`` has room again: hand it to the oldest waiting request (or batch)."""
+        if self.batcher is not None:
+            self.batcher.dispatch()
+            return
         while worker.ready and worker.load < self.depth and self.waiters:
             waiter, _ = self.waiters.popleft()
             if not waiter.done():
@@ -477,12 +525,14 @@ class WorkerPool:
         while self.waiters and now - max(self.waiters[0][1], self._serving_since) > self.timeout:
             waiter, _ = self.waiters.popleft()
             if not waiter.done():
-                waiter.set_exception(
-                    ModelNotReady(
-                        "no worker became free within SAGEMAKER_MODEL_SERVER_TIMEOUT=%gs"
-                        % self.timeout
-                    )
-                )
+                waiter.set_exception(self._queue_timeout())
+        if self.batcher is not None and now - self._serving_since > self.timeout:
+            self.batcher.expire(now - self.timeout, self._queue_timeout)
+
+    def _queue_timeout(self) -> Exception:
+        return ModelNotReady(
+            "no worker became free within SAGEMAKER_MODEL_SERVER_TIMEOUT=%gs" % self.timeout
+        )
 
     def _expire_loads(self, now: float) -> None:
         """A replacement gets SAGEMAKER_STARTUP_TIMEOUT to load, as the first workers did."""
@@ -508,6 +558,8 @@ class WorkerPool:
         worker.kill()
 
     def _fail_waiters(self, error: Exception) -> None:
+        if self.batcher is not None:
+            self.batcher.fail_all(error)
         while self.waiters:
             waiter, _ = self.waiters.popleft()
             if not waiter.done():

@@ -11,6 +11,10 @@ Requests and responses are the hot path, so their meta is plain bytes, not JSON:
 
 where ``headers`` is ``name:value`` pairs joined by newlines (HTTP forbids NUL and newlines
 in header fields, and ``:`` in names). Control frames (INIT, READY, FAILED) carry JSON.
+
+With dynamic batching the frontend sends several requests as one BATCH frame: its meta is
+the (meta length, body length) of each request, its body their metas and bodies in turn.
+The worker answers each with its own RESPONSE frame, in order.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ READY = 2  # worker -> frontend: model loaded (JSON)
 FAILED = 3  # worker -> frontend: model did not load (JSON: message)
 REQUEST = 4  # frontend -> worker
 RESPONSE = 5  # worker -> frontend
+BATCH = 6  # frontend -> worker: several requests, run together
 
 # Bodies above this are sent with their own send call rather than copied into one buffer.
 COPY_LIMIT = 64 * 1024
@@ -82,6 +87,38 @@ def parse_request_meta(meta: bytes) -> Tuple[str, Optional[str], Optional[str], 
         accept.decode("latin-1") or None,
         headers,
     )
+
+
+BATCH_ITEM = struct.Struct("!II")
+
+
+def batch_frame(items: List[Tuple[bytes, Body]]) -> List[bytes]:
+    """A BATCH frame of (request meta, body) pairs, as pieces for one ``writelines``."""
+    sizes = []
+    pieces: List[bytes] = []
+    total = 0
+    for meta, body in items:
+        length = body.nbytes if isinstance(body, Pieces) else len(body)
+        sizes.append(BATCH_ITEM.pack(len(meta), length))
+        pieces.append(meta)
+        if isinstance(body, Pieces):
+            pieces.extend(body)
+        else:
+            pieces.append(body)
+        total += len(meta) + length
+    return [head(BATCH, 0, b"".join(sizes), total), *pieces]
+
+
+def parse_batch(meta: bytes, body: bytes) -> List[Tuple[bytes, bytes]]:
+    """The (request meta, body) pairs of a BATCH frame."""
+    items = []
+    offset = 0
+    for meta_len, body_len in BATCH_ITEM.iter_unpack(meta):
+        body_start = offset + meta_len
+        end = body_start + body_len
+        items.append((body[offset:body_start], body[body_start:end]))
+        offset = end
+    return items
 
 
 NOT_TIMED = (math.nan, math.nan, math.nan)

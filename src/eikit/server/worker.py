@@ -16,9 +16,9 @@ import socket
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
-from eikit import logs
+from eikit import batching, logs
 from eikit.accelerators import ProbeResult
 from eikit.context import Context
 from eikit.errors import (
@@ -30,7 +30,7 @@ from eikit.errors import (
     out_of_memory,
     status_of,
 )
-from eikit.pipeline import Pipeline
+from eikit.pipeline import Pipeline, Result
 from eikit.runtime import find_runtime
 from eikit.server import protocol
 from eikit.settings import Settings
@@ -142,9 +142,41 @@ def _handle(
     try:
         result = pipeline.invoke(body, content_type, accept, headers, request_id)
     except Exception as exc:
+        return reply(pipeline, exc, pipeline.timings)
+    return reply(pipeline, result, pipeline.timings)
+
+
+def handle_batch(pipeline: Pipeline, meta: bytes, body: bytes, single: bool = False) -> bytes:
+    """A BATCH frame's requests (or, ``single``, one REQUEST's), run together: their
+    RESPONSE frames, in order."""
+    requests = []
+    items = [(meta, body)] if single else protocol.parse_batch(meta, body)
+    for item_meta, item_body in items:
+        request_id, content_type, accept, headers = protocol.parse_request_meta(item_meta)
+        requests.append(batching.Request(item_body, content_type, accept, headers, request_id))
+    token = logs.request_id.set(",".join(request.request_id for request in requests))
+    try:
+        outcomes = batching.invoke_batch(pipeline, requests)
+    finally:
+        logs.request_id.reset(token)
+    frames = []
+    for outcome, timings in outcomes:
+        response_meta, response_body = reply(pipeline, outcome, timings)
+        frames.append(protocol.head(protocol.RESPONSE, 0, response_meta, len(response_body)))
+        frames.append(response_body)
+    return b"".join(frames)
+
+
+def reply(
+    pipeline: Pipeline, outcome: Union[Result, Exception], timings: Tuple[float, float, float]
+) -> Tuple[bytes, bytes]:
+    """Response meta and body for an answer or an error."""
+    if isinstance(outcome, Exception):
+        exc = outcome
         status = status_of(exc)
         if status >= 500 and not isinstance(exc, EikitError):
-            log.error("request failed:\n%s", traceback.format_exc().rstrip())
+            trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            log.error("request failed:\n%s", trace.rstrip())
         elif status >= 500:
             log.error("request failed: %s", exc)
         else:
@@ -152,12 +184,11 @@ def _handle(
         code = code_of(exc)
         headers_out = pipeline.context.response()[2]  # what the script set, but its type
         return (
-            protocol.response_meta(status, "application/json", headers_out, pipeline.timings),
+            protocol.response_meta(status, "application/json", headers_out, timings),
             error_body(client_message(exc), code),
         )
-    meta = protocol.response_meta(
-        result.status, result.content_type, result.headers, pipeline.timings
-    )
+    result = outcome
+    meta = protocol.response_meta(result.status, result.content_type, result.headers, timings)
     return meta, result.body
 
 
@@ -196,12 +227,19 @@ def serve_forever(sock: socket.socket) -> int:
             {"accelerator": pipeline.context.accelerator, "device": pipeline.context.device}
         ),
     )
+    takes_lists = batching.takes_lists(pipeline)
     while True:
         frame = reader.read()
         if frame is None:
             return 0
         kind, request_id, request_meta, body = frame
+        if kind == protocol.BATCH:
+            sock.sendall(handle_batch(pipeline, request_meta, body))
+            continue
         if kind != protocol.REQUEST:
+            continue
+        if takes_lists:  # the script's hooks take lists: a lone request is a batch of one
+            sock.sendall(handle_batch(pipeline, request_meta, body, single=True))
             continue
         response_meta, response_body = handle(pipeline, request_meta, body)
         protocol.send(sock, protocol.RESPONSE, request_id, response_meta, response_body)
