@@ -858,7 +858,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             (work / "eikit").mkdir()
 
             def make_eikit() -> srv.Server:
-                env = {"SAGEMAKER_MULTI_MODEL": "true", "EIKIT_MAX_MODELS": str(a.cap)}
+                env = {
+                    "SAGEMAKER_MULTI_MODEL": "true",
+                    "EIKIT_MAX_MODELS": str(a.cap),
+                    "EIKIT_MODELS_ROOT": str(work),  # the models' urls are under it
+                }
                 return srv.Server(
                     work / "eikit",
                     workers=1,
