@@ -126,14 +126,19 @@ def compare(summaries: Dict[str, Dict[str, Any]], goals: List[Goal]) -> List[Dic
         values = {name: _dig(configs.get(name), goal.path) for name in SERVERS}
         tail = list(goal.path[:-1]) + [goal.path[-1] + "_rounds"]
         r = ratio(values["eikit"], values["mms"])
+        rounds = {name: _dig(configs.get(name), tail) or [] for name in SERVERS}
+        per_round = [ratio(e, m) for e, m in zip(rounds["eikit"], rounds["mms"])]
+        if len(rounds["eikit"]) != len(rounds["mms"]):
+            per_round = []  # a round failed on one side: no pairs
         out.append(
             {
                 "label": goal.label,
                 "eikit": values["eikit"],
                 "mms": values["mms"],
-                "eikit_rounds": _dig(configs.get("eikit"), tail),
-                "mms_rounds": _dig(configs.get("mms"), tail),
+                "eikit_rounds": rounds["eikit"],
+                "mms_rounds": rounds["mms"],
                 "ratio": r,
+                "ratio_rounds": [x for x in per_round if x is not None],
                 "goal": (">= %g" % goal.at_least)
                 if goal.at_least is not None
                 else ("<= %g" % goal.at_most if goal.at_most is not None else ""),
@@ -151,24 +156,36 @@ def _cell(value: Any, spec: str) -> str:
 
 
 def table(compared: List[Dict[str, Any]]) -> str:
-    """A Markdown table: figure, eikit, MMS, eikit ÷ MMS, goal, verdict."""
+    """A Markdown table: figure, eikit, MMS, eikit ÷ MMS (of the medians, and the range of
+    the rounds' own ratios), goal, verdict (judged on the ratio of the medians)."""
     lines = [
-        "| figure (median of rounds) | eikit | MMS | eikit ÷ MMS | goal | |",
-        "|---|---|---|---|---|---|",
+        "| figure (median of rounds) | eikit | MMS | eikit ÷ MMS | rounds' ÷ | goal | |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in compared:
+        each = row.get("ratio_rounds") or []
+        spread = "%.2f–%.2f" % (min(each), max(each)) if len(each) > 1 else "-"
         lines.append(
-            "| %s | %s | %s | %s | %s | %s |"
+            "| %s | %s | %s | %s | %s | %s | %s |"
             % (
                 row["label"],
                 _cell(row["eikit"], row["spec"]),
                 _cell(row["mms"], row["spec"]),
                 _cell(row["ratio"], ".2f"),
+                spread,
                 row["goal"],
                 row["verdict"],
             )
         )
     return "\n".join(lines)
+
+
+def summary(report: runner.Report) -> Dict[str, Any]:
+    """runner.summary, plus every round's PSS when ready (it keeps only the median)."""
+    found = runner.summary(report)
+    for name, row in found["configs"].items():
+        row["pss_ready_mb_rounds"] = [s.pss_ready_mb for s in report.starts if s.config == name]
+    return found
 
 
 def order(round_no: int) -> List[str]:
@@ -207,7 +224,7 @@ def when_ready(
     runner.wait_idle(server.pids())
     memory = usage.tree_memory(server.pid)
     memory["workers_ready"] = ready
-    memory["commands"] = [srv.describe(pid) for pid in server.pids()]
+    memory["commands"] = {str(pid): srv.describe(pid) for pid in server.pids()}
     return memory
 
 
@@ -220,6 +237,7 @@ class Bench:
         self.plans: Dict[str, runner.Plan] = {}
         self.reports: Dict[str, runner.Report] = {}
         self.errors: List[str] = []
+        self.trees: List[Dict[str, Any]] = []  # pid -> command, to read CPU by pid
         names = [n for n in SERVERS if n != "mms" or venv is not None]
         for name, c, body, content_type in self.loads():
             spec = models.get(name)
@@ -271,6 +289,9 @@ class Bench:
             memory = when_ready(server, count, self.a.workers, plan.ready_timeout)
             pss = memory["pss_bytes"] / 2**20
             report.starts.append(runner.Start(kind, round_no, first, pss, memory["processes"]))
+            self.trees.append(
+                {"server": kind, "model": model, "round": round_no, "pids": memory["commands"]}
+            )
             log(
                 "%s %s round %d: first OK %.2fs; %d/%d workers ready, %d processes, PSS %.0f MB"
                 % (
@@ -377,7 +398,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
     facts["loadavg_at_end"] = list(os.getloadavg())
-    summaries = {name: runner.summary(report) for name, report in bench.reports.items()}
+    summaries = {name: summary(report) for name, report in bench.reports.items()}
     compared = compare(summaries, rows(a.concurrency, a.resnet_concurrency))
     print()
     print(
@@ -401,6 +422,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             "config": {k: str(v) for k, v in vars(a).items()},
             "table": compared,
             "reports": {name: report.as_dict() for name, report in bench.reports.items()},
+            "processes": bench.trees,
             "errors": bench.errors,
         }
         a.out.parent.mkdir(parents=True, exist_ok=True)

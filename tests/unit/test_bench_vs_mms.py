@@ -78,7 +78,32 @@ def test_table_is_markdown_with_a_dash_for_what_is_missing() -> None:
     text = vs_mms.table(vs_mms.compare(alone, vs_mms.rows(16, 16)))
     lines = text.splitlines()
     assert lines[0].startswith("| figure") and lines[1].startswith("|---")
-    assert "| MLP req/s, c=16 | 2,000 | - | - | >= 3 | ? |" in lines
+    assert "| MLP req/s, c=16 | 2,000 | - | - | - | >= 3 | ? |" in lines
+
+
+def test_each_rounds_ratio_pairs_the_rounds_and_the_table_shows_their_range() -> None:
+    eikit, mms_row = _config(3000, 4.0, 1.0, 300), _config(1000, 10.0, 2.5, 600)
+    eikit["by_concurrency"]["16"]["rps_rounds"] = [3000, 2000, 4500]
+    mms_row["by_concurrency"]["16"]["rps_rounds"] = [1000, 1000, 1500]
+    compared = vs_mms.compare(_summaries(eikit, mms_row), vs_mms.rows(16, 16))
+    assert _by_label(compared)["MLP req/s, c=16"]["ratio_rounds"] == [3.0, 2.0, 3.0]
+    assert "| MLP req/s, c=16 | 3,000 | 1,000 | 3.00 | 2.00–3.00 | >= 3 | met |" in (
+        vs_mms.table(compared).splitlines()
+    )
+    mms_row["by_concurrency"]["16"]["rps_rounds"] = [1000]  # a round failed: no pairs
+    compared = vs_mms.compare(_summaries(eikit, mms_row), vs_mms.rows(16, 16))
+    assert _by_label(compared)["MLP req/s, c=16"]["ratio_rounds"] == []
+
+
+def test_summary_keeps_every_rounds_pss() -> None:
+    report = vs_mms.runner.Report(
+        [vs_mms.runner.Config("mms"), vs_mms.runner.Config("eikit")], {"concurrency": [16]}
+    )
+    for name, pss in (("eikit", 290.0), ("mms", 550.0), ("eikit", 300.0)):
+        report.starts.append(vs_mms.runner.Start(name, 1, 2.0, pss, 4))
+    rows = vs_mms.summary(report)["configs"]
+    assert rows["eikit"]["pss_ready_mb_rounds"] == [290.0, 300.0]
+    assert rows["eikit"]["pss_ready_mb"] == 295.0 and rows["mms"]["pss_ready_mb"] == 550.0
 
 
 def test_rounds_alternate_starting_with_eikit() -> None:
