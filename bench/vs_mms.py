@@ -15,7 +15,7 @@ Rounds alternate (eikit MMS, MMS eikit, ...), each server started afresh for eac
 * tiny MLP (JSON row): time from start to the first good prediction, PSS of the whole
   process tree once both workers are ready, then ``--duration`` s of wrk at
   ``--concurrency`` after a warm-up: req/s, p50/p99, the tree's CPU per request;
-* ResNet-18 with its 1x3x224x224 float32 input as a ~3.2 MB JSON list: the same at
+* ResNet-18 with its 1x3x224x224 float32 input as a ~3.1 MB JSON list: the same at
   ``--resnet-concurrency``.
 
 It prints, per figure, the medians over rounds for eikit and MMS, eikit ÷ MMS, and the
