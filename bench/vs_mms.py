@@ -229,6 +229,10 @@ def when_ready(
 
 
 class Bench:
+    """The run: per model, its TorchScript file, load plan and report (runner's types, so
+    runner.summary gives the medians); ``one`` starts, readies, measures and stops one
+    server for one model and round."""
+
     def __init__(self, a: argparse.Namespace, work: Path, venv: Optional[Path]) -> None:
         self.a = a
         self.work = work
