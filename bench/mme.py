@@ -15,23 +15,19 @@ recently used idle model first (``DELETE /models/{name}``), as SageMaker's host 
 
 The same client and models drive eikit and, unless ``--no-mms``, AWS's stack
 (multi-model-server 1.1.11 + sagemaker-inference + sagemaker-pytorch-inference, in a
-virtualenv of its own made on first use) one after the other, on 127.0.0.1 only.
+virtualenv of its own made on first use: bench/mms.py) one after the other, on 127.0.0.1 only.
 See bench/README.md ("Multi-model endpoints").
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as _dt
 import json
 import math
 import os
 import random
 import re
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,21 +44,14 @@ if str(REPO) not in sys.path:
 
 from bench import server as srv  # noqa: E402
 from bench.inprocess import percentile_ms  # noqa: E402
-from eikit.ping import exited, wait_ready  # noqa: E402
+from bench.mms import (  # noqa: E402
+    DEFAULT_MMS_VENV,
+    MmsServer,
+    ensure_mms_venv,
+)
 
 JSON = "application/json"
 MIB = 1024 * 1024
-# AWS's stack, as its PyTorch inference containers install it; torch is the one eikit's
-# venv runs, so both servers run the same kernels.
-MMS_PACKAGES = (
-    "multi-model-server==1.1.11",
-    "sagemaker-inference==1.10.1",
-    "sagemaker-pytorch-inference==2.0.25",
-    # sagemaker-inference imports pkg_resources, which setuptools 81 and later no longer have.
-    "setuptools<81",
-)
-MMS_HANDLER = "sagemaker_pytorch_serving_container.handler_service"
-DEFAULT_MMS_VENV = REPO / "bench" / ".venv-mms"
 
 _T0 = time.monotonic()
 
@@ -418,171 +407,6 @@ def memory_cap_mb(per_model_bytes: Optional[float], cap: int) -> Optional[int]:
     return int(math.ceil(per_model_bytes * (cap + 0.5) / MIB))
 
 
-# --------------------------------------------------------------------------------- servers
-
-
-def low_free_port(rng: Optional[random.Random] = None) -> int:
-    """A free loopback port below 32767: MMS refuses higher ones ("Invalid port number"),
-    and the kernel's ephemeral ports (port 0) start at 32768."""
-    rng = rng or random.Random()
-    for _ in range(200):
-        port = rng.randrange(10000, 32767)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind((srv.HOST, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below 32767 on 127.0.0.1")
-
-
-class MmsServer(srv.Server):
-    """AWS's multi-model-server in MME mode, configured as sagemaker-inference does."""
-
-    def __init__(self, venv: Path, work: Path, ready_timeout: float = 120.0) -> None:
-        super().__init__(work, log_path=work / "mms.log", ready_timeout=ready_timeout)
-        self.venv = venv
-        self.config = ""
-
-    def env(self) -> Dict[str, str]:
-        env = dict(os.environ)
-        tmp = self.base_dir / "tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
-        (self.base_dir / "logs").mkdir(exist_ok=True)
-        env.update(
-            PATH=f"{self.venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
-            SAGEMAKER_MULTI_MODEL="true",
-            SAGEMAKER_HANDLER=MMS_HANDLER,
-            SAGEMAKER_BIND_TO_PORT=str(self.port),
-            # MMS keeps its pid file in the temp dir: one of our own, not the machine's.
-            TMPDIR=str(tmp),
-            TEMP=str(tmp),
-            LOG_LOCATION=str(self.base_dir / "logs"),
-            METRICS_LOCATION=str(self.base_dir / "logs"),
-            OMP_NUM_THREADS="1",  # one torch thread per worker, as eikit's bench runs
-        )
-        env.pop("VIRTUAL_ENV", None)
-        return env
-
-    def start(self) -> None:
-        self.port = low_free_port()
-        env = self.env()
-        py = str(self.venv / "bin" / "python")
-        # The very text start_model_server writes to /etc/sagemaker-mms.properties.
-        gen = (
-            "from sagemaker_inference import environment, model_server as m;"
-            "print(m._generate_mms_config_properties(environment.Environment()), end='')"
-        )
-        text = _output([py, "-c", gen], env)
-        # Loopback only: AWS binds 0.0.0.0 inside its container.
-        self.config = text.replace("0.0.0.0", srv.HOST)
-        conf = self.base_dir / "mms.properties"
-        conf.write_text(self.config)
-        log4j = _output(
-            [py, "-c", "from sagemaker_inference import model_server as m;"
-             "print(m.DEFAULT_MMS_LOG_FILE, end='')"],
-            env,
-        )  # fmt: skip
-        cmd = [
-            str(self.venv / "bin" / "multi-model-server"),
-            "--start",
-            "--foreground",
-            "--model-store",
-            "/",
-            "--mms-config",
-            str(conf),
-            "--log-config",
-            log4j,
-        ]
-        self.serve_cmd = " ".join(cmd)
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        t0 = time.monotonic()
-        self.proc = subprocess.Popen(
-            cmd,
-            env=env,
-            cwd=str(self.base_dir),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        self._wait_ready(t0)
-
-    def _wait_ready(self, t0: float) -> None:
-        ready = wait_ready(self.url, t0 + self.ready_timeout, exited(self.proc), interval=0.1)
-        if ready.status == 200:
-            self.startup_s = time.monotonic() - t0
-            return
-        if not ready.timed_out:
-            raise RuntimeError(f"MMS {ready.why_not} before it was ready; log:\n{self.log_tail()}")
-        self.stop()
-        raise TimeoutError(
-            f"MMS not ready after {self.ready_timeout:.0f}s; log:\n{self.log_tail()}"
-        )
-
-    def stop(self, timeout: float = 30.0) -> Optional[int]:
-        # sagemaker-inference forwards SIGTERM to MMS's java process: stop the launcher,
-        # java and its Python workers together (their own session), then wait.
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                try:
-                    os.killpg(self.proc.pid, 0)
-                except ProcessLookupError:
-                    break
-                self.proc.poll()
-                time.sleep(0.1)
-        return super().stop(timeout)
-
-
-def _output(cmd: List[str], env: Dict[str, str]) -> str:
-    """stdout of ``cmd``; its last lines of stderr in the error if it fails."""
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    if done.returncode != 0:
-        tail = "\n".join(done.stderr.splitlines()[-8:])
-        raise RuntimeError(f"{' '.join(cmd)[:120]} failed ({done.returncode}):\n{tail}")
-    return done.stdout
-
-
-def ensure_mms_venv(venv: Path, torch_version: str) -> Dict[str, Any]:
-    """MMS's own virtualenv (made on first use): what it holds and its Java."""
-    java = shutil.which("java", path=os.environ.get("PATH"))
-    if os.environ.get("JAVA_HOME"):
-        java = str(Path(os.environ["JAVA_HOME"]) / "bin" / "java")
-    if not java or not Path(java).exists():
-        raise RuntimeError("MMS needs Java 8+: no java on PATH (or JAVA_HOME)")
-    jv = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60)
-    java_version = (jv.stderr or jv.stdout).splitlines()[0] if (jv.stderr or jv.stdout) else "?"
-    wanted = [*MMS_PACKAGES, f"torch=={torch_version.split('+')[0]}"]
-    stamp = venv / ".eikit-bench-mms"
-    if not (stamp.is_file() and stamp.read_text().split() == wanted):
-        log(f"mms: making its virtualenv {venv} ({', '.join(wanted)}); once, about a minute")
-        if not (venv / "bin" / "python").exists():
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-        (venv / ".gitignore").write_text("*\n")  # never committed, never linted
-        pip = subprocess.run(
-            [str(venv / "bin" / "python"), "-m", "pip", "install", *wanted],
-            capture_output=True,
-            text=True,
-            timeout=1200,
-        )
-        if pip.returncode != 0:
-            tail = "\n".join((pip.stdout + pip.stderr).splitlines()[-15:])
-            raise RuntimeError(f"pip install into {venv} failed:\n{tail}")
-        stamp.write_text("\n".join(wanted) + "\n")
-    freeze = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "freeze"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout.split()
-    keep = ("multi-model-server", "sagemaker-inference", "sagemaker-pytorch-inference", "torch")
-    versions = [line for line in freeze if line.split("==")[0].lower().replace("_", "-") in keep]
-    return {"venv": str(venv), "java": java, "java_version": java_version, "packages": versions}
-
-
 # ---------------------------------------------------------------------------------- models
 
 
@@ -844,7 +668,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     mms_info: Dict[str, Any] = {}
     if not a.no_mms:
         try:
-            mms_info = ensure_mms_venv(a.mms_venv.resolve(), torch.__version__)
+            mms_info = ensure_mms_venv(a.mms_venv.resolve(), torch.__version__, log)
             log(f"mms: {mms_info['java_version']}; {', '.join(mms_info['packages'])}")
         except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
             log(f"mms: cannot be set up, eikit only: {exc}")

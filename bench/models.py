@@ -157,6 +157,15 @@ def request_body(spec: ModelSpec, seed: int = 0) -> bytes:
     raise ValueError(f"no encoder for {spec.content_type}")
 
 
+def json_body(spec: ModelSpec, seed: int = 0) -> bytes:
+    """The request as JSON: the same values as ``request_body`` would send as NPY, float32,
+    each written in full as ``json.dumps`` writes it (what a client posting a tensor as a
+    JSON list sends). ResNet-18's 1x3x224x224 is about 3.1 MB this way."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(spec.input_shape).astype(np.float32)
+    return json.dumps(x.tolist()).encode()
+
+
 def save_torchscript(spec: ModelSpec, path: Path, seed: int = 0) -> Path:
     """Build the model with seeded random weights, script it in eval mode and save it."""
     torch.manual_seed(seed)

@@ -193,3 +193,13 @@ def test_rows_of_takes_median_over_rounds() -> None:
     assert r["inprocess"]["rps"] == 30.0
     assert r["ratio"] == pytest.approx(20.0 / 30.0)
     assert r["rounds"] == {"server_rps": [10.0, 30.0, 20.0], "inprocess_rps": [40.0, 20.0, 30.0]}
+
+
+def test_json_body_is_the_npy_bodys_values_written_in_full() -> None:
+    spec = models.get("resnet18")
+    body = models.json_body(spec)
+    assert 3_000_000 < len(body) < 3_500_000  # the ~3 MB JSON request of issue 15
+    as_json = np.asarray(json.loads(body), dtype=np.float32)
+    as_npy = np.load(io.BytesIO(models.request_body(spec)))
+    assert as_json.shape == spec.input_shape
+    assert np.array_equal(as_json, as_npy)

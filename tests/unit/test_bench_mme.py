@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench import mme  # noqa: E402
+from bench import mme, mms  # noqa: E402
 
 
 class FakeEndpoint:
@@ -236,7 +236,7 @@ def test_memory_cap_mb() -> None:
 
 
 def test_low_free_port_is_below_mms_limit() -> None:
-    port = mme.low_free_port(random.Random(3))
+    port = mms.low_free_port(random.Random(3))
     assert 10000 <= port < 32767
 
 

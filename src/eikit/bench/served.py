@@ -59,11 +59,16 @@ class Served:
     def pids(self) -> List[int]:
         return procs.tree(self.pid) if self.process is not None else []
 
+    def pick_port(self) -> int:
+        """A free loopback port for this start (a server with limits of its own on ports
+        picks among those it accepts)."""
+        return free_port(HOST)
+
     def start(self, probe: Request, timeout: float = 300.0) -> float:
         """Start the server and send ``probe`` (its URL's path, here) until it is answered
         2xx; returns the seconds from start to that answer. An answer other than 2xx or 503
         (loading) is a RuntimeError: measuring it would measure failures."""
-        self.port = free_port(HOST)
+        self.port = self.pick_port()
         env = dict(os.environ)
         env.update(self.extra_env)
         env.update(
