@@ -8,27 +8,28 @@ safely signal by pid: the template, its parent, reports its exit and kills it on
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import subprocess
 from typing import Callable, Optional
 
 
-class WorkerHandle:
+class WorkerHandle(abc.ABC):
     """What the pool needs of a worker process."""
 
     pid = 0
 
+    @abc.abstractmethod
     def poll(self) -> Optional[int]:
         """The exit code (negative: the signal that killed it), None while it runs."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def kill(self) -> None:
         """SIGKILL it, unless it has already ended."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def wait(self, timeout: Optional[float] = None) -> Optional[int]:
         """Its exit code once it ended; ``asyncio.TimeoutError`` after ``timeout``."""
-        raise NotImplementedError
 
 
 class SpawnedHandle(WorkerHandle):
