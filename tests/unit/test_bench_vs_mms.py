@@ -125,6 +125,8 @@ def test_bad_options_are_refused(argv: List[str]) -> None:
 def test_defaults_are_the_issues_setup() -> None:
     a = vs_mms.parse_args([])
     assert (a.rounds, a.concurrency, a.resnet_concurrency, a.workers) == (3, 16, 16, 2)
+    # Long enough for MMS's JIT: a 2 s warm-up measured MMS at two thirds of its speed.
+    assert a.warmup >= 30
 
 
 def test_mms_launcher_runs_sagemaker_inferences_start_with_our_config_path(
