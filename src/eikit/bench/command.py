@@ -16,10 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from eikit import codecs
 from eikit.bench import load, report, runner
 from eikit.errors import ConfigurationError
-from eikit.invoke import guess_content_type
 from eikit.local import layout_model_tree
 
 
@@ -79,6 +77,11 @@ def register(sub: Any) -> None:
 
 
 def _body(args: argparse.Namespace) -> Tuple[bytes, str]:
+    # Here, not at the top: every command (``serve`` too) registers this one, and the
+    # codecs import numpy, which only a bench run needs.
+    from eikit import codecs
+    from eikit.invoke import guess_content_type
+
     if args.json is not None:
         return args.json.encode("utf-8"), args.content_type or codecs.JSON
     try:
