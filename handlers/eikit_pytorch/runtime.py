@@ -11,13 +11,6 @@ from eikit.errors import ConfigurationError
 from eikit.neuron.host import pinning
 from eikit.runtime import ModelSession, Runtime
 from eikit_pytorch.probes import CudaCheck, cuda_probe, eia_probe, neuron_probe, torch_cuda_check
-from eikit_pytorch.session import (
-    CudaSession,
-    NeuronSession,
-    TorchEiaLegacySession,
-    TorchEiaSession,
-    TorchSession,
-)
 
 if TYPE_CHECKING:
     from eikit.settings import Settings
@@ -74,6 +67,16 @@ class PyTorchRuntime(Runtime):
         return max(1, (os.cpu_count() or 1) // max(1, workers))
 
     def session(self, accelerator: ProbeResult, settings: Settings, worker: int) -> ModelSession:
+        # Here, not at the top: the frontend finds this runtime before it starts the first
+        # worker, and the sessions' numpy import would add 80 ms to every start.
+        from eikit_pytorch.session import (
+            CudaSession,
+            NeuronSession,
+            TorchEiaLegacySession,
+            TorchEiaSession,
+            TorchSession,
+        )
+
         threads = self.threads(accelerator, settings)
         kind = accelerator.kind
         if kind == "cpu":
