@@ -1,5 +1,5 @@
 import sys
 
-from eikit.cli import main
+from eikit.entry import main
 
 sys.exit(main())

@@ -244,3 +244,26 @@ def test_pytorch_forks_on_cpu_only_until_the_others_are_checked() -> None:
     assert preload is not None and "torch" in preload
     for kind in ("cuda", "neuron", "eia"):
         assert runtime.fork_preload(ProbeResult(kind, True, "test")) is None
+
+
+def test_serve_starts_the_template_before_the_frontend_imports_itself(
+    tree: Any, start: Any
+) -> None:
+    """``python -m eikit serve`` spawns the template first thing, and the frontend adopts
+    that one rather than starting another (eikit.server.early_template)."""
+    endpoint = start(tree, {"SAGEMAKER_CONTAINER_LOG_LEVEL": "10"})
+    (template,) = template_pids(endpoint.server.process.pid)
+    assert "template started with serve (pid %d)" % template in endpoint.log()
+    assert endpoint.invoke(b"[[1.0, 2.0, 3.0, 4.0]]").status_code == 200
+
+
+def test_a_server_that_fails_before_its_workers_leaves_no_template(
+    tree: Any, start: Any
+) -> None:
+    """The template started early is killed and reaped when start-up fails first: no
+    process is left waiting for an ``init`` that never comes, and no zombie."""
+    endpoint = start(tree, {"EIKIT_FRAMEWORK": "no-such-runtime"}, ready=False)
+    frontend = endpoint.server.process.pid
+    _until(lambda: "start-up failed" in endpoint.log(), "the start-up to fail")
+    _until(lambda: children(frontend) == [], "the early template to be reaped", 30)
+    assert endpoint.server.process.poll() is None  # the frontend stays, to say why

@@ -1,14 +1,17 @@
 """The template's parts that need no framework: which model paths shadow its packages,
-exit codes as Popen reports them, what it says it imported, and the setting."""
+exit codes as Popen reports them, what it says it imported, the setting, and the template
+``serve`` starts early (started, handed out once, discarded)."""
 
 from __future__ import annotations
 
 import os
 import signal
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
+from eikit.server import early_template
 from eikit.server.forkserver import exit_code, loaded_packages
 from eikit.server.template import shadowing
 from eikit.settings import Settings
@@ -58,3 +61,65 @@ def test_worker_start_setting() -> None:
     assert Settings(EIKIT_WORKER_START=" Spawn ").worker_start == "spawn"
     with pytest.raises(ValueError, match="fork, spawn"):
         Settings(EIKIT_WORKER_START="thread")
+
+
+def test_serve_starts_a_template_early_unless_the_environment_rules_it_out() -> None:
+    assert early_template.wanted({})
+    assert early_template.wanted({"EIKIT_WORKER_START": "fork", "SAGEMAKER_MULTI_MODEL": "0"})
+    assert not early_template.wanted({"EIKIT_WORKER_START": " Spawn "})
+    for value in ("true", "TRUE", "1", "yes"):
+        assert not early_template.wanted({"SAGEMAKER_MULTI_MODEL": value})
+        assert Settings(SAGEMAKER_MULTI_MODEL=value).multi_model  # as the settings read it
+
+
+@pytest.fixture
+def no_early_template() -> Iterator[None]:
+    early_template.discard()
+    yield
+    early_template.discard()
+
+
+def test_an_early_template_nobody_takes_is_killed_and_reaped(
+    monkeypatch: pytest.MonkeyPatch, no_early_template: None
+) -> None:
+    monkeypatch.delenv("EIKIT_WORKER_START", raising=False)
+    monkeypatch.delenv("SAGEMAKER_MULTI_MODEL", raising=False)
+    early_template.start()
+    early = early_template.take()
+    assert early is not None
+    process, control = early
+    assert process.poll() is None  # waiting for its init line
+    early_template._early = early  # put back, as nobody took it
+    early_template.discard()
+    assert process.returncode is not None and control.fileno() == -1
+    assert early_template.take() is None
+
+
+def test_a_template_whose_frontend_never_sends_init_leaves_quietly(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    process, control = early_template.spawn()
+    control.close()  # as the frontend's exit would, before any init line
+    assert process.wait(timeout=60) == 0
+    assert capfd.readouterr().err == ""  # no traceback for a template nobody wanted
+
+
+def test_a_dead_early_template_is_not_handed_out(
+    monkeypatch: pytest.MonkeyPatch, no_early_template: None
+) -> None:
+    monkeypatch.delenv("EIKIT_WORKER_START", raising=False)
+    monkeypatch.delenv("SAGEMAKER_MULTI_MODEL", raising=False)
+    early_template.start()
+    assert early_template._early is not None
+    process = early_template._early[0]
+    process.kill()
+    process.wait()
+    assert early_template.take() is None  # Template._start spawns a new one instead
+
+
+def test_spawn_setting_starts_no_early_template(
+    monkeypatch: pytest.MonkeyPatch, no_early_template: None
+) -> None:
+    monkeypatch.setenv("EIKIT_WORKER_START", "spawn")
+    early_template.start()
+    assert early_template.take() is None

@@ -14,6 +14,7 @@ from typing import Optional
 from eikit.accelerators import Detection, detect
 from eikit.requirements import install_requirements
 from eikit.runtime import find_runtime
+from eikit.server import early_template
 from eikit.server.metrics import Metrics
 from eikit.server.models import ModelRegistry
 from eikit.server.pool import WorkerPool
@@ -135,6 +136,10 @@ class Boot:
         except Exception as exc:
             self.error = "%s: %s" % (type(exc).__name__, exc)
             log.error("start-up failed: %s", self.error)
+        finally:
+            # The template ``serve`` started early was adopted by now if it was wanted
+            # (the pool's first worker starts it): otherwise it goes.
+            early_template.discard()
 
     def begin_shutdown(self) -> None:
         """A stop signal arrived: requests in flight are served, no worker is replaced.

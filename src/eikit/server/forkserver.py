@@ -174,8 +174,11 @@ def main(argv: List[str]) -> int:
     worker.die_with_parent(int(argv[1]))
     worker.ignore_stop_signals()
     reader = control.makefile("rb")
-    init = json.loads(reader.readline() or b"{}").get("init", {})
+    line = reader.readline()
     reader.close()  # nothing else was sent before "ready"
+    if not line:
+        return 0  # started early and not wanted (eikit.server.early_template.discard)
+    init = json.loads(line).get("init", {})
     logs.configure(init.get("log_level", "INFO"), role="template")
     try:
         runtime = find_runtime(init["runtime"])

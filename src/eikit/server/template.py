@@ -1,7 +1,8 @@
 """The frontend's end of the template process (``EIKIT_WORKER_START=fork``).
 
-One template per server, started on the first worker's start and shared by every pool (a
-multi-model endpoint's models too): it has imported eikit and the framework, and forks
+One template per server, shared by every pool (a multi-model endpoint's models too):
+``serve`` starts it before the frontend imports itself (``early_template``), or it is
+started on the first worker's start; it has imported eikit and the framework, and forks
 each worker from itself, so workers share its pages and skip the framework's import.
 It must be started from the event loop's thread: PDEATHSIG fires when the *thread* that
 started a process ends, and the loop's thread lives as long as the server.
@@ -21,10 +22,10 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+from eikit.server import early_template
 from eikit.server.handles import ForkedHandle
 from eikit.settings import Settings
 
@@ -71,24 +72,10 @@ class Template:
             raise TemplateUnavailable(self.broken or "") from None
 
     def _start(self) -> None:
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "eikit.server.forkserver",
-                    str(child.fileno()),
-                    str(os.getpid()),
-                ],
-                pass_fds=(child.fileno(),),
-                close_fds=True,
-            )
-        except BaseException:
-            parent.close()
-            raise
-        finally:
-            child.close()
+        # The one ``serve`` started before the frontend imported itself, where there is
+        # one (the first start only); else a new one.
+        early = early_template.take()
+        self.process, parent = early or early_template.spawn()
         init = {
             "runtime": self.runtime_name,
             "modules": list(self.modules),
@@ -98,7 +85,12 @@ class Template:
         parent.setblocking(False)
         self.control = parent
         asyncio.get_running_loop().add_reader(parent.fileno(), self._readable)
-        log.debug("template started (pid %d): %s", self.process.pid, ", ".join(self.modules))
+        log.debug(
+            "template %s (pid %d): %s",
+            "started with serve" if early else "started",
+            self.process.pid,
+            ", ".join(self.modules),
+        )
 
     def _fail_start(self, reason: str) -> None:
         self.broken = "the template process %s" % reason
