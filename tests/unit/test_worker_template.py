@@ -73,23 +73,23 @@ def test_serve_starts_a_template_early_unless_the_environment_rules_it_out() -> 
 
 
 @pytest.fixture
-def no_early_template() -> Iterator[None]:
+def started_early(monkeypatch: pytest.MonkeyPatch) -> Iterator[early_template.Early]:
+    """A template started early, as ``serve`` starts it, and not yet taken; it is gone
+    afterwards whatever the test did."""
+    monkeypatch.delenv("EIKIT_WORKER_START", raising=False)
+    monkeypatch.delenv("SAGEMAKER_MULTI_MODEL", raising=False)
     early_template.discard()
-    yield
+    early_template.start()
+    assert early_template._early is not None
+    yield early_template._early
     early_template.discard()
 
 
 def test_an_early_template_nobody_takes_is_killed_and_reaped(
-    monkeypatch: pytest.MonkeyPatch, no_early_template: None
+    started_early: early_template.Early,
 ) -> None:
-    monkeypatch.delenv("EIKIT_WORKER_START", raising=False)
-    monkeypatch.delenv("SAGEMAKER_MULTI_MODEL", raising=False)
-    early_template.start()
-    early = early_template.take()
-    assert early is not None
-    process, control = early
+    process, control = started_early
     assert process.poll() is None  # waiting for its init line
-    early_template._early = early  # put back, as nobody took it
     early_template.discard()
     assert process.returncode is not None and control.fileno() == -1
     assert early_template.take() is None
@@ -104,22 +104,15 @@ def test_a_template_whose_frontend_never_sends_init_leaves_quietly(
     assert capfd.readouterr().err == ""  # no traceback for a template nobody wanted
 
 
-def test_a_dead_early_template_is_not_handed_out(
-    monkeypatch: pytest.MonkeyPatch, no_early_template: None
-) -> None:
-    monkeypatch.delenv("EIKIT_WORKER_START", raising=False)
-    monkeypatch.delenv("SAGEMAKER_MULTI_MODEL", raising=False)
-    early_template.start()
-    assert early_template._early is not None
-    process = early_template._early[0]
+def test_a_dead_early_template_is_not_handed_out(started_early: early_template.Early) -> None:
+    process = started_early[0]
     process.kill()
     process.wait()
     assert early_template.take() is None  # Template._start spawns a new one instead
 
 
-def test_spawn_setting_starts_no_early_template(
-    monkeypatch: pytest.MonkeyPatch, no_early_template: None
-) -> None:
+def test_spawn_setting_starts_no_early_template(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EIKIT_WORKER_START", "spawn")
+    early_template.discard()
     early_template.start()
     assert early_template.take() is None
