@@ -85,7 +85,8 @@ def test_requests_wait_for_a_worker_and_cancelled_ones_are_dropped(run: Any) -> 
     free: List[Optional[FakeWorker]] = [None]
 
     async def scenario() -> None:
-        batcher = Batcher(4, 0.0, lambda: free[0])
+        sizes: List[int] = []
+        batcher = Batcher(4, 0.0, lambda: free[0], sizes.append)
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in range(6)]
         for i, future in enumerate(futures):
@@ -95,6 +96,7 @@ def test_requests_wait_for_a_worker_and_cancelled_ones_are_dropped(run: Any) -> 
         free[0] = worker
         batcher.dispatch()  # the pool calls this when a worker has room
         assert worker.batches == [[b"r0", b"r2", b"r3", b"r4"], [b"r5"]]
+        assert sizes == [4, 1]  # the batch-size metric: what was sent, not what came
 
     run(scenario())
 

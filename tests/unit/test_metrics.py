@@ -54,6 +54,18 @@ def test_restarts_and_load_times():
     assert found['eikit_model_load_seconds_bucket{le="2.5"}'] == 1
 
 
+def test_batch_sizes():
+    collected = metrics.Metrics()
+    assert scrape(collected)["eikit_batch_size_count{}"] == 0  # batching off: none
+    for size in (1, 3, 16):
+        collected.batch_sent(size)
+    found = scrape(collected)
+    assert found['eikit_batch_size_bucket{le="1.0"}'] == 1
+    assert found['eikit_batch_size_bucket{le="4.0"}'] == 2
+    assert found['eikit_batch_size_bucket{le="16.0"}'] == 3
+    assert found["eikit_batch_size_count{}"] == 3 and found["eikit_batch_size_sum{}"] == 20
+
+
 def test_bulk_folding_counts_as_one_at_a_time() -> None:
     """Values on a bucket's bound go in that bucket; NaN (a phase that did not run) nowhere."""
     import math

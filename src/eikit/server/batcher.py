@@ -26,11 +26,19 @@ Item = Tuple[asyncio.Future, float, bytes, protocol.Body]  # future, queued at, 
 
 
 class Batcher:
-    def __init__(self, size: int, delay: float, pick: Callable[[], Optional[Worker]]) -> None:
-        """``pick``: a ready worker with room for a batch, or None."""
+    def __init__(
+        self,
+        size: int,
+        delay: float,
+        pick: Callable[[], Optional[Worker]],
+        on_batch: Optional[Callable[[int], None]] = None,
+    ) -> None:
+        """``pick``: a ready worker with room for a batch, or None. ``on_batch``: told the
+        size of each batch sent (the batch-size metric)."""
         self.size = size
         self.delay = delay
         self.pick = pick
+        self.on_batch = on_batch
         self.pending: Deque[Item] = deque()
         self._timer: Optional[asyncio.TimerHandle] = None
         self._due = 0.0  # when the armed timer fires (uvloop's handles cannot say)
@@ -62,6 +70,8 @@ class Batcher:
                     batch.append((future, meta, body))
             if batch:
                 worker.send_batch(batch)
+                if self.on_batch is not None:
+                    self.on_batch(len(batch))
 
     def _arm(self, wait: float) -> None:
         due = time.monotonic() + wait

@@ -31,6 +31,7 @@ LATENCY_BUCKETS = (
     0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 )  # fmt: skip
 LOAD_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)  # requests per batch
 FOLD_EVERY = 4096  # pending requests folded at once, so the list stays small under load
 
 # status, then one value per phase (NaN: the phase did not happen, e.g. a 413)
@@ -91,6 +92,7 @@ class Metrics:
         self._phases = {phase: Buckets(LATENCY_BUCKETS) for phase in PHASES}
         self._restarts: Dict[str, int] = {}
         self._loads = Buckets(LOAD_BUCKETS)
+        self._batches = Buckets(BATCH_BUCKETS)
 
     # --- recording (event loop) -------------------------------------------------
 
@@ -106,6 +108,11 @@ class Metrics:
     def model_loaded(self, seconds: float) -> None:
         with self._lock:
             self._loads.add(seconds)
+
+    def batch_sent(self, size: int) -> None:
+        """Dynamic batching sent ``size`` requests to a worker as one batch."""
+        with self._lock:
+            self._batches.add(size)
 
     def fold(self) -> None:
         """Move pending samples into the buckets."""
@@ -148,6 +155,12 @@ class Metrics:
             )
             self._loads.family(loads, [])
             yield loads
+            batches = HistogramMetricFamily(
+                "eikit_batch_size",
+                "Requests per batch sent to a worker (dynamic batching; none while it is off).",
+            )
+            self._batches.family(batches, [])
+            yield batches
         restarts = CounterMetricFamily(
             "eikit_worker_restarts",
             "Workers replaced, by reason (crash, timeout, load_failed).",

@@ -103,7 +103,11 @@ class WorkerPool:
         # ready ones, or the pool failed): a multi-model endpoint's registry listens.
         self.on_health: Optional[Callable[[WorkerPool], None]] = None
         size, delay = batching
-        self.batcher = Batcher(size, delay, self._pick_for_batch) if size > 1 else None
+        self.batcher = (
+            Batcher(size, delay, self._pick_for_batch, metrics.batch_sent if metrics else None)
+            if size > 1
+            else None
+        )
 
     def _health_changed(self) -> None:
         if self.on_health is not None:
