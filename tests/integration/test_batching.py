@@ -130,7 +130,7 @@ def test_bad_request_in_a_batch_gets_400_and_its_neighbours_200(
     assert found['eikit_request_duration_seconds_count{phase="predict"}'] == 7  # not the 400
     # The batch-size histogram counts the 8 requests, in fewer batches than requests.
     assert found["eikit_batch_size_sum{}"] == 8
-    assert 1 <= found["eikit_batch_size_count{}"] < 8
+    assert 0 < found["eikit_batch_size_count{}"] < 8
 
 
 def test_a_lone_request_is_answered(tree: ModelTree, start: Callable) -> None:
