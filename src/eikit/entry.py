@@ -7,25 +7,18 @@ import sys
 from typing import List, Optional
 
 
-def _early_template() -> None:
-    from eikit.server import early_template
-
-    early_template.start()
-
-
 def serve_main() -> int:
     """The ``serve`` console script: what ``docker run IMAGE serve`` runs."""
-    _early_template()
-    from eikit.cli import serve_main as serve
-
-    return serve()
+    return main(["serve", *sys.argv[1:]])
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """``python -m eikit ...``."""
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["serve"]:
-        _early_template()
+        from eikit.server import early_template
+
+        early_template.start()
     from eikit.cli import main as cli_main
 
     return cli_main(args)
